@@ -1,0 +1,51 @@
+"""gunicorn configuration, driven by the same NEURON_* settings as the app."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# One BLAS thread per worker: the workers are the parallelism; set before numpy loads anywhere.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+# Fails here, in the master, with pydantic's message if a setting is wrong (e.g. a short token).
+from service.settings import Settings  # noqa: E402
+
+_settings = Settings()
+_shm = Path("/dev/shm")
+_fast_tmp = str(_shm) if _shm.is_dir() and os.access(_shm, os.W_OK) else None
+
+# client_python reads this when it is first imported, which is in the workers, after fork.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+    prefix="neuron-metrics-", dir=_fast_tmp
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+wsgi_app = "service.wsgi:app"
+bind = [_settings.bind]
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+timeout = _settings.worker_timeout_seconds
+graceful_timeout = 30
+keepalive = 5
+worker_tmp_dir = _fast_tmp  # heartbeat files: a disk-backed /tmp can stall workers
+control_socket_disable = True  # a fixed default path collides between several servers
+accesslog = None  # the app writes its own JSON access log with the request id
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "neuron-service"
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Wipe the metrics directory: files of an earlier run would be summed into this one."""
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """Drop the dead worker's live gauges; its counters stay, as client_python documents."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

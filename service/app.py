@@ -1,0 +1,38 @@
+"""create_app(settings=None): wires settings, the model server, blueprints, errors and hooks."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from . import admin, api, logs, ops
+from .serving import ModelServer
+from .settings import Settings
+from .web import install_hooks, register_error_handlers
+
+log = logging.getLogger("neuron.app")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings()
+    logs.configure(settings.log_level)
+    app = Flask("neuron")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        NEURON_METRICS=settings.metrics_enabled,
+    )
+    server = ModelServer(settings)
+    token = settings.token()
+    app.extensions["neuron"] = server
+    app.extensions["neuron_token"] = None if token is None else token.encode()
+    for blueprint in (api.bp, admin.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    install_hooks(app)
+    try:
+        server.start()
+    except Exception:
+        # Stay up and say so: /readyz answers 503 and retries until a model loads.
+        log.exception("no model could be loaded at start-up")
+    return app

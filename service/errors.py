@@ -1,0 +1,86 @@
+"""ServiceError and its subclasses: each carries its HTTP status and a stable error code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Detail = dict[str, Any]
+
+
+class ServiceError(Exception):
+    """Base of every error a client may see; rendered as the one JSON envelope."""
+
+    status: int = 500
+    code: str = "internal_error"
+    headers: Mapping[str, str] = {}
+
+    def __init__(self, message: str, details: Sequence[Detail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details)
+
+    def envelope(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class MalformedRequest(ServiceError):
+    status, code = 400, "malformed_json"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="neuron-admin"'}
+
+
+class AdminDisabled(ServiceError):
+    status, code = 403, "admin_disabled"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class ValidationFailed(ServiceError):
+    status, code = 422, "validation_error"
+
+
+class TrainingRejected(ServiceError):
+    """Training ran but its model is not worth serving (no improvement, saturated, too slow)."""
+
+    status, code = 422, "training_rejected"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class StorageUnavailable(ServiceError):
+    status, code = 503, "storage_unavailable"
+
+
+class InsufficientStorage(ServiceError):
+    status, code = 507, "insufficient_storage"
+
+
+class CorruptModel(Exception):
+    """A stored model document failed its checksum or schema; never shown to clients as such."""
+
+
+def validation_error(message: str, loc: Sequence[str | int], msg: str) -> ValidationFailed:
+    return ValidationFailed(message, [{"loc": list(loc), "msg": msg}])

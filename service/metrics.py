@@ -1,0 +1,123 @@
+"""Prometheus metrics: module-level constants, and the /metrics body (multiprocess-aware)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from .store import ModelRecord
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+REQUEST_DURATION_SECONDS = Histogram(
+    "neuron_http_request_duration_seconds",
+    "Time from request start to response, by route template, method and status code.",
+    ["endpoint", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUESTS_IN_FLIGHT = Gauge(
+    "neuron_http_requests_in_flight",
+    "Requests being handled now, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+PREDICTIONS_TOTAL = Counter("neuron_predictions", "Rows predicted.")
+PREDICTED_PROBABILITY = Histogram(
+    "neuron_predicted_probability",
+    "Distribution of the probabilities the model answered with.",
+    buckets=PROBABILITY_BUCKETS,
+)
+MODEL_VERSION = Gauge(
+    "neuron_model_version", "Version the workers serve.", multiprocess_mode="mostrecent"
+)
+MODEL_INPUTS = Gauge(
+    "neuron_model_inputs", "Inputs of the serving model.", multiprocess_mode="mostrecent"
+)
+MODEL_TRAINING_LOSS = Gauge(
+    "neuron_model_training_loss",
+    "Mean squared error of the serving model on its own training data.",
+    multiprocess_mode="mostrecent",
+)
+MODEL_LOAD_FAILURES_TOTAL = Counter(
+    "neuron_model_load_failures", "Stored versions found damaged and quarantined."
+)
+RETRAINS_TOTAL = Counter("neuron_retrains", "Retrain requests by outcome.", ["outcome"])
+TRAINING_DURATION_SECONDS = Histogram(
+    "neuron_training_duration_seconds",
+    "Wall-clock time of training runs.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0),
+)
+EVALUATION_LOSS = Gauge(
+    "neuron_evaluation_loss",
+    "Mean squared error of the latest /evaluate call (observed error on labelled data).",
+    multiprocess_mode="mostrecent",
+)
+EVALUATION_ACCURACY = Gauge(
+    "neuron_evaluation_accuracy",
+    "Accuracy at 0.5 of the latest /evaluate call.",
+    multiprocess_mode="mostrecent",
+)
+EVALUATION_ROWS_TOTAL = Counter("neuron_evaluation_rows", "Labelled rows evaluated.")
+EVALUATION_SQUARED_ERROR_TOTAL = Counter(
+    "neuron_evaluation_squared_error",
+    "Sum of squared errors over evaluated rows; divide rates by the rows' for a windowed MSE.",
+)
+
+for _outcome in ("promoted", "forced", "rejected", "failed"):
+    RETRAINS_TOTAL.labels(_outcome)
+
+
+def observe_many(histogram: Histogram, values: NDArray[np.float64]) -> None:
+    """Histogram.observe for a whole batch in O(buckets), not O(rows) Python calls.
+
+    client_python has no bulk observe; this fills the same per-bucket values observe()
+    would (its buckets are stored non-cumulative), which a unit test checks.
+    """
+    bounds = histogram._upper_bounds  # noqa: SLF001
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):  # noqa: SLF001
+        if count:
+            bucket.inc(int(count))
+    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
+
+
+def model_swapped(record: ModelRecord) -> None:
+    MODEL_VERSION.set(record.version)
+    MODEL_INPUTS.set(record.document.n_inputs)
+    MODEL_TRAINING_LOSS.set(record.document.training.loss)
+
+
+def predicted(probabilities: NDArray[np.float64]) -> None:
+    PREDICTIONS_TOTAL.inc(len(probabilities))
+    observe_many(PREDICTED_PROBABILITY, probabilities)
+
+
+def evaluated(squared_errors: NDArray[np.float64], accuracy: float) -> None:
+    EVALUATION_ROWS_TOTAL.inc(len(squared_errors))
+    EVALUATION_SQUARED_ERROR_TOTAL.inc(float(squared_errors.sum()))
+    EVALUATION_LOSS.set(float(squared_errors.mean()))
+    EVALUATION_ACCURACY.set(accuracy)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text. Under gunicorn, merge every worker's files as client_python says."""
+    # The library itself keys multiprocess mode on this variable; we follow its contract.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,129 @@
+"""The math: one sigmoid neuron and the article's training loop. numpy only, no I/O."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Matrix = NDArray[np.float64]
+
+CLASSIC_INPUTS = ((0.0, 0.0, 1.0), (1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0))
+CLASSIC_TARGETS = (0.0, 1.0, 1.0, 0.0)
+DEFAULT_SEED = 1
+DEFAULT_ITERATIONS = 10_000
+DEFAULT_LEARNING_RATE = 1.0
+_CHECK_CLOCK_EVERY = 256
+_Z_LIMIT = 500.0
+
+
+def sigmoid(z: Matrix) -> Matrix:
+    """Logistic function. Clipping keeps exp() from overflowing; sigmoid(±500) is 1 or ~7e-218."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -_Z_LIMIT, _Z_LIMIT)))
+
+
+class TrainingTimeout(Exception):
+    """The run went past its wall-clock budget."""
+
+    def __init__(self, iterations: int, budget: float) -> None:
+        super().__init__(f"stopped after {iterations} iterations: budget of {budget:g} s spent")
+        self.iterations = iterations
+        self.budget = budget
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """n inputs -> weighted sum -> sigmoid. Call it with a (rows, n) matrix."""
+
+    weights: Matrix  # shape (n, 1)
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.weights.shape[0])
+
+    def __call__(self, inputs: Matrix) -> Matrix:
+        """Probabilities, shape (rows,)."""
+        return sigmoid(inputs @ self.weights)[:, 0]
+
+    @classmethod
+    def random(cls, n_inputs: int, seed: int) -> Neuron:
+        """Start in [-1, 1), drawn exactly as np.random.seed(seed); 2*np.random.random(...)-1."""
+        rng = np.random.RandomState(seed)
+        return cls(2 * rng.random_sample((n_inputs, 1)) - 1)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    neuron: Neuron
+    initial_loss: float
+    loss: float
+    iterations: int
+    saturated: bool
+
+    @property
+    def improved(self) -> bool:
+        return self.loss < self.initial_loss
+
+    @property
+    def converged(self) -> bool:
+        """Worth promoting: the loss went down and the outputs are not stuck at 0/1."""
+        return self.improved and not self.saturated
+
+
+def mse(outputs: Matrix, targets: Matrix) -> float:
+    return float(np.mean((targets - outputs) ** 2))
+
+
+def step(weights: Matrix, inputs: Matrix, targets: Matrix, learning_rate: float) -> Matrix:
+    """One update of the article: w + lr * X.T @ (error * sigmoid'(out)); returns new weights."""
+    outputs = sigmoid(inputs @ weights)
+    return weights + learning_rate * (inputs.T @ ((targets - outputs) * outputs * (1 - outputs)))
+
+
+def is_saturated(outputs: Matrix, targets: Matrix) -> bool:
+    """Outputs pinned at 0/1 while still wrong: the gradient has vanished, training is stuck."""
+    pinned = outputs * (1 - outputs) < 1e-6
+    return bool(np.mean(pinned) >= 0.9 and mse(outputs, targets) >= 0.1)
+
+
+def train(
+    inputs: Matrix,
+    targets: Matrix,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    seed: int = DEFAULT_SEED,
+    tolerance: float | None = None,
+    budget_seconds: float | None = None,
+) -> TrainingResult:
+    """Train a fresh neuron on (rows, n) inputs and (rows, 1) targets, as the article does.
+
+    Stops early when the mean squared error falls below ``tolerance``; raises
+    TrainingTimeout when ``budget_seconds`` of wall-clock time are spent.
+    """
+    weights = Neuron.random(inputs.shape[1], seed).weights.copy()
+    initial_loss = mse(sigmoid(inputs @ weights), targets)
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    done = 0
+    while done < iterations:
+        weights = step(weights, inputs, targets, learning_rate)
+        done += 1
+        if tolerance is not None and mse(sigmoid(inputs @ weights), targets) < tolerance:
+            break
+        if deadline is not None and done % _CHECK_CLOCK_EVERY == 0 and time.monotonic() > deadline:
+            raise TrainingTimeout(done, budget_seconds or 0.0)
+    outputs = sigmoid(inputs @ weights)
+    return TrainingResult(
+        neuron=Neuron(weights),
+        initial_loss=initial_loss,
+        loss=mse(outputs, targets),
+        iterations=done,
+        saturated=is_saturated(outputs, targets),
+    )
+
+
+def classic_training_set() -> tuple[Matrix, Matrix]:
+    """The article's four rows: the output follows the first input."""
+    return np.array(CLASSIC_INPUTS), np.array(CLASSIC_TARGETS).reshape(-1, 1)

@@ -1,0 +1,138 @@
+"""The OpenAPI 3.1 document, generated from the pydantic schemas and one table of operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import __version__
+from .schemas import (
+    ErrorResponse,
+    EvaluateRequest,
+    EvaluateResponse,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    RetrainRequest,
+    RetrainResponse,
+    RollbackRequest,
+)
+
+_REASONS = {
+    400: "Malformed JSON",
+    401: "Missing or wrong bearer token",
+    403: "Admin endpoints disabled (no token configured)",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Body or batch too large",
+    415: "Body is not application/json",
+    422: "Invalid values",
+    500: "Internal error",
+    503: "Not ready, or the model directory is unavailable",
+    507: "The model directory is full",
+}
+_ALWAYS = (404, 405, 500)
+_JSON_BODY = (400, 413, 415, 422)
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    summary: str
+    response: type[BaseModel] | None
+    request: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    body_required: bool = True
+    admin: bool = False
+    media_type: str = "application/json"
+
+
+OPERATIONS = (
+    Operation(
+        "/predict", "post", "Probabilities for a batch of rows", PredictResponse,
+        PredictRequest, (*_JSON_BODY, 503),
+    ),
+    Operation(
+        "/evaluate", "post", "Loss and accuracy on labelled rows", EvaluateResponse,
+        EvaluateRequest, (*_JSON_BODY, 503),
+    ),
+    Operation("/model", "get", "Metadata of the serving version", ModelInfo, errors=(503,)),
+    Operation("/healthz", "get", "Liveness", Health),
+    Operation("/readyz", "get", "Readiness: 503 until a model is loaded", Health, errors=(503,)),
+    Operation(
+        "/metrics", "get", "Prometheus exposition", None, media_type="text/plain"
+    ),
+    Operation("/openapi.json", "get", "This document", None),
+    Operation(
+        "/admin/retrain", "post", "Train and promote a new version", RetrainResponse,
+        RetrainRequest, (*_JSON_BODY, 401, 403, 503, 507), body_required=False, admin=True,
+    ),
+    Operation(
+        "/admin/rollback", "post", "Serve a kept version again, as a new version", ModelInfo,
+        RollbackRequest, (*_JSON_BODY, 401, 403, 404, 503, 507), admin=True,
+    ),
+)  # fmt: skip
+
+
+def _schemas() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Any]] = [(ErrorResponse, "serialization")]
+    for op in OPERATIONS:
+        if op.request is not None:
+            models.append((op.request, "validation"))
+        if op.response is not None:
+            models.append((op.response, "serialization"))
+    _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    return dict(top.get("$defs", {}))
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    ok_schema = _ref(op.response) if op.response else {"type": "string"}
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {op.media_type: {"schema": ok_schema}}}
+    }
+    for status in sorted({*op.errors, *_ALWAYS}):
+        responses[str(status)] = {
+            "description": _REASONS[status],
+            "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+        }
+    spec: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    if op.request is not None:
+        spec["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": _ref(op.request)}},
+        }
+    if op.admin:
+        spec["security"] = [{"bearer": []}]
+    return spec
+
+
+@cache
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "neuron-service", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def documented_statuses(path: str, method: str) -> set[int]:
+    """Statuses the document promises for one operation (used by tests to keep it true)."""
+    responses = document()["paths"][path][method.lower()]["responses"]
+    return {int(code) for code in responses}

@@ -1,0 +1,173 @@
+"""Request and response schemas. Envelopes are pydantic; number matrices are checked by numpy."""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+
+from .store import TrainingMetadata
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _as_matrix(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A non-empty 2-D list of finite JSON numbers -> float64 array, without a Python loop.
+
+    The context may say ``may_hold_booleans=False`` (the raw body had no ``true``/``false``),
+    which skips the one per-element check numpy cannot do: it silently turns True into 1.
+    """
+    context = info.context or {}
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of rows")
+    max_rows = context.get("max_rows")
+    if max_rows is not None and len(value) > max_rows:
+        raise ValueError(f"at most {max_rows} rows are allowed, got {len(value)}")
+    if not all(type(row) is list for row in value):
+        raise ValueError("every row must be a list of numbers")
+    if context.get("may_hold_booleans", True) and not _NUMBER_TYPES.issuperset(
+        map(type, chain.from_iterable(value))
+    ):
+        raise ValueError("every value must be a number (not a boolean, string or null)")
+    try:
+        matrix = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError("rows must all have the same length and hold only numbers") from None
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ValueError("must be a list of non-empty rows of numbers")
+    if not np.isfinite(matrix).all():
+        raise ValueError("every value must be a finite number")
+    return matrix
+
+
+def _as_vector(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Targets: a non-empty list of numbers in [0, 1], as a (rows, 1) column."""
+    if not isinstance(value, list) or not value or any(type(v) is list for v in value):
+        raise ValueError("must be a non-empty flat list of numbers")
+    matrix = _as_matrix([value], info)
+    if ((matrix < 0) | (matrix > 1)).any():
+        raise ValueError("every target must lie in [0, 1]")
+    return matrix.reshape(-1, 1)
+
+
+_ROW = {"type": "array", "items": {"type": "number"}, "minItems": 1}
+Matrix = Annotated[
+    np.ndarray[Any, np.dtype[np.float64]],
+    PlainValidator(_as_matrix),
+    WithJsonSchema({"type": "array", "items": _ROW, "minItems": 1}),
+]
+Targets = Annotated[
+    np.ndarray[Any, np.dtype[np.float64]],
+    PlainValidator(_as_vector),
+    WithJsonSchema(
+        {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 1}
+    ),
+]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class PredictRequest(Request):
+    inputs: Matrix = Field(description="Rows of exactly n_inputs finite numbers.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[float] = Field(description="Probability of class 1 for each row.")
+    model_version: int
+
+
+class EvaluateRequest(Request):
+    inputs: Matrix
+    targets: Targets = Field(description="The true label (0..1) of each row.")
+
+    @model_validator(mode="after")
+    def _rows_match(self) -> EvaluateRequest:
+        _same_rows(self.inputs, self.targets)
+        return self
+
+
+def _same_rows(inputs: np.ndarray[Any, Any] | None, targets: np.ndarray[Any, Any] | None) -> None:
+    if (inputs is None) != (targets is None):
+        raise ValueError("inputs and targets come together")
+    if inputs is not None and targets is not None and len(inputs) != len(targets):
+        raise ValueError(f"{len(inputs)} rows of inputs but {len(targets)} targets")
+
+
+class EvaluateResponse(BaseModel):
+    loss: float = Field(description="Mean squared error of the predictions.")
+    accuracy: float = Field(description="Share of rows on the right side of 0.5.")
+    rows: int
+    model_version: int
+
+
+class RetrainRequest(Request):
+    inputs: Matrix | None = Field(None, description="Training rows; omit for the classic set.")
+    targets: Targets | None = Field(None, description="Labels in [0, 1], one per row.")
+    iterations: int = Field(10_000, ge=1, description="Training iterations.")
+    learning_rate: float = Field(1.0, gt=0, le=1_000, allow_inf_nan=False)
+    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the legacy RandomState.")
+    tolerance: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Stop early once the MSE is below this."
+    )
+    force: bool = Field(
+        False, description="Promote the model even if training did not improve or saturated."
+    )
+
+    @model_validator(mode="after")
+    def _rows_match(self) -> RetrainRequest:
+        _same_rows(self.inputs, self.targets)
+        return self
+
+
+class RetrainResponse(BaseModel):
+    model_version: int
+    loss: float
+    initial_loss: float
+    iterations: int
+    duration_seconds: float
+    warnings: list[str] = Field(description="Plain-words notes on a forced, poor run.")
+
+
+class RollbackRequest(Request):
+    version: int = Field(ge=1, description="A kept version to serve again, as a new version.")
+
+
+class ModelInfo(BaseModel):
+    version: int
+    n_inputs: int
+    weights: list[float]
+    training: TrainingMetadata
+    kept_versions: list[int]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
+    model_version: int | None = None
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+

@@ -1,0 +1,75 @@
+"""Settings: one pydantic-settings class, read from NEURON_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Built once at start-up and passed in."""
+
+    model_config = SettingsConfigDict(env_prefix="NEURON_", extra="ignore", frozen=True)
+
+    model_dir: Path = Field(
+        Path("var/model"), description="Directory holding the versioned model documents."
+    )
+    keep_versions: int = Field(
+        5, ge=1, le=1000, description="How many model versions to keep for inspection/rollback."
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for /admin/*. Unset: the admin endpoints are closed (403).",
+    )
+    admin_token_file: Path | None = Field(
+        None, description="File holding the admin token (Docker secrets); wins over admin_token."
+    )
+    max_batch: int = Field(10_000, ge=1, description="Most rows one /predict or /evaluate takes.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; refused from Content-Length before it is read (413).",
+    )
+    max_train_rows: int = Field(10_000, ge=1, description="Most rows one retrain takes.")
+    max_inputs: int = Field(1_000, ge=1, description="Most features a retrained model may have.")
+    max_iterations: int = Field(1_000_000, ge=1, description="Most iterations one retrain runs.")
+    max_training_work: int = Field(
+        2_000_000_000,
+        ge=1,
+        description="Cap on rows x inputs x iterations of one retrain, refused up front (422).",
+    )
+    training_budget_seconds: float = Field(
+        20.0, gt=0, description="Wall-clock budget of one training run; past it the run fails."
+    )
+    worker_timeout_seconds: int = Field(
+        30, ge=2, description="gunicorn worker timeout; must exceed the training budget."
+    )
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    threads: int = Field(4, ge=1, le=64, description="Threads per gunicorn worker (gthread).")
+    bind: str = Field("127.0.0.1:8000", description="Address gunicorn listens on.")
+    metrics_enabled: bool = Field(True, description="Observe requests into Prometheus metrics.")
+    log_level: str = Field("info", description="Log level of the JSON logs.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.training_budget_seconds >= self.worker_timeout_seconds:
+            raise ValueError(
+                "training_budget_seconds must be shorter than worker_timeout_seconds, "
+                "or gunicorn would kill a worker in the middle of a retrain"
+            )
+        token = self.token()
+        if token is not None and len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
+        return self
+
+    def token(self) -> str | None:
+        """The admin token from the file or the variable; None keeps the admin endpoints closed."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text(encoding="utf-8").strip() or None
+        if self.admin_token is None:
+            return None
+        return self.admin_token.get_secret_value() or None

@@ -1,0 +1,156 @@
+"""HTTP plumbing shared by the blueprints: JSON in, JSON out, one error envelope, hooks."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any, TypeVar
+
+import orjson
+from flask import Flask, Response, current_app, g, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from . import errors, metrics
+
+log = logging.getLogger("neuron.http")
+access_log = logging.getLogger("neuron.access")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_JSON_TYPES = frozenset({"application/json"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HTTP_ERRORS: dict[int, type[errors.ServiceError]] = {
+    400: errors.MalformedRequest,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
+    """Serialise with orjson; a model is dumped shallowly so numpy arrays pass through as is."""
+    payload = dict(body) if isinstance(body, BaseModel) else body
+    data = orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(data, status=status, mimetype="application/json")
+
+
+def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Model:
+    """The request body as ``model``: 415 unless JSON, 400 if unparseable, 422 if invalid."""
+    payload = read_json()
+    return validate(model, {} if payload is None else payload, context)
+
+
+def read_json(optional: bool = False) -> Any:
+    """Decoded JSON body; None when ``optional`` and the body is empty."""
+    body = request.get_data(cache=False)
+    if optional and not body:
+        return None
+    if request.mimetype not in _JSON_TYPES:
+        raise errors.UnsupportedMediaType("send the body as Content-Type: application/json")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    g.may_hold_booleans = b"true" in body or b"false" in body
+    return payload
+
+
+def validate(model: type[Model], payload: Any, context: dict[str, Any] | None = None) -> Model:
+    if not isinstance(payload, dict):
+        raise errors.ValidationFailed(
+            "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
+        )
+    ctx = {"may_hold_booleans": g.get("may_hold_booleans", True), **(context or {})}
+    try:
+        return model.model_validate(payload, context=ctx)
+    except ValidationError as exc:
+        raise errors.ValidationFailed("the request is invalid", _details(exc)) from None
+
+
+def _details(exc: ValidationError) -> list[errors.Detail]:
+    return [
+        {"loc": list(item["loc"]), "msg": item["msg"].removeprefix("Value error, ")}
+        for item in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def render_error(error: errors.ServiceError) -> Response:
+    response = json_response(error.envelope(), error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+def _on_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    kind = _HTTP_ERRORS.get(status, errors.ServiceError)
+    error = kind(exc.description or exc.name)
+    if kind is errors.ServiceError:
+        error.status, error.code = status, re.sub(r"\W+", "_", exc.name.lower())
+    response = render_error(error)
+    allow = dict(exc.get_headers()).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
+
+
+def _on_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_error(errors.ServiceError("internal error; see the server log"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(errors.ServiceError, render_error)
+    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(Exception, _on_unexpected)
+
+
+def _before() -> None:
+    g.started = time.perf_counter()
+    supplied = request.headers.get("X-Request-ID", "")
+    g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    if current_app.config["NEURON_METRICS"]:
+        metrics.REQUESTS_IN_FLIGHT.inc()
+
+
+def _after(response: Response) -> Response:
+    elapsed = time.perf_counter() - g.started
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    if current_app.config["NEURON_METRICS"]:
+        metrics.REQUESTS_IN_FLIGHT.dec()
+        metrics.REQUEST_DURATION_SECONDS.labels(
+            endpoint, request.method, str(response.status_code)
+        ).observe(elapsed)
+    headers = response.headers
+    headers["X-Request-ID"] = g.request_id
+    headers["X-Content-Type-Options"] = "nosniff"
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "request_id": g.request_id,
+                "method": request.method,
+                "path": request.path,
+                "endpoint": endpoint,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
+    return response
+
+
+def install_hooks(app: Flask) -> None:
+    """Request id, security headers, access log and request metrics, observed in one place."""
+    app.before_request(_before)
+    app.after_request(_after)
+
