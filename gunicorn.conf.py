@@ -13,7 +13,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from service.settings import Settings  # noqa: E402
 
 _settings = Settings()
-_shm = Path("/dev/shm")
+_shm = Path("/dev/shm")  # noqa: S108 -- only for heartbeat and metrics files, see below
 _fast_tmp = str(_shm) if _shm.is_dir() and os.access(_shm, os.W_OK) else None
 
 # client_python reads this when it is first imported, which is in the workers, after fork.

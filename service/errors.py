@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 Detail = dict[str, Any]
 
@@ -13,7 +13,7 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal_error"
-    headers: Mapping[str, str] = {}
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str, details: Sequence[Detail] = ()) -> None:
         super().__init__(message)
@@ -33,7 +33,7 @@ class MalformedRequest(ServiceError):
 
 class Unauthorized(ServiceError):
     status, code = 401, "unauthorized"
-    headers = {"WWW-Authenticate": 'Bearer realm="neuron-admin"'}
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="neuron-admin"'}
 
 
 class AdminDisabled(ServiceError):

@@ -87,12 +87,12 @@ def observe_many(histogram: Histogram, values: NDArray[np.float64]) -> None:
     client_python has no bulk observe; this fills the same per-bucket values observe()
     would (its buckets are stored non-cumulative), which a unit test checks.
     """
-    bounds = histogram._upper_bounds  # noqa: SLF001
+    bounds = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for bucket, count in zip(histogram._buckets, counts, strict=True):  # noqa: SLF001
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
         if count:
             bucket.inc(int(count))
-    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
+    histogram._sum.inc(float(values.sum()))
 
 
 def model_swapped(record: ModelRecord) -> None:

@@ -52,9 +52,10 @@ class ModelServer:
             record = self._start_locked()
         except OSError as exc:  # e.g. a read-only model directory: serve what is there
             log.error("model directory not writable (%s): loading without the lock", exc)
-            record = self.store.load_latest_valid()
-            if record is None:
+            fallback = self.store.load_latest_valid()
+            if fallback is None:
                 raise
+            record = fallback
         self.model.set(record)
         log.info("serving model version %d", record.version)
         return record
@@ -84,13 +85,24 @@ class ModelServer:
 
     # -- inference ---------------------------------------------------------------------------
 
-    def predict(self, request: PredictRequest) -> PredictResponse:
-        record = self.model.get()
-        probabilities = record.neuron(_checked_width(request.inputs, record))
+    def infer(self, inputs: Matrix, version: int | None = None) -> tuple[Matrix, ModelRecord]:
+        """The one predict core: probabilities of the serving (or a kept) version, counted."""
+        record = self.model.get() if version is None else self._kept(version)
+        probabilities = record.neuron(_checked_width(inputs, record))
         metrics.predicted(probabilities)
+        return probabilities, record
+
+    def predict(self, request: PredictRequest) -> PredictResponse:
+        probabilities, record = self.infer(request.inputs)
+        # model_construct: the array goes to orjson as is, not as 10,000 Python floats.
         return PredictResponse.model_construct(
-            predictions=probabilities, model_version=record.version
+            predictions=probabilities,  # type: ignore[arg-type]
+            model_version=record.version,
         )
+
+    def _kept(self, version: int) -> ModelRecord:
+        current = self.model.get()
+        return current if current.version == version else self.store.read(version)
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateResponse:
         record = self.model.get()
@@ -263,4 +275,3 @@ def _metadata(
 
 def _count_corrupt(version: int, reason: str) -> None:
     metrics.MODEL_LOAD_FAILURES_TOTAL.inc()
-

@@ -114,7 +114,8 @@ def decode(raw: bytes) -> ModelRecord:
     try:
         payload = json.loads(raw, parse_constant=_refuse_constant)
         checksum = payload.pop("checksum")
-        if checksum != {"algorithm": "sha256", "value": hashlib.sha256(canonical(payload)).hexdigest()}:
+        expected = hashlib.sha256(canonical(payload)).hexdigest()
+        if checksum != {"algorithm": "sha256", "value": expected}:
             raise CorruptModel("checksum mismatch")
         document = ModelDocument.model_validate(payload)
     except CorruptModel:

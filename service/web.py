@@ -153,4 +153,3 @@ def install_hooks(app: Flask) -> None:
     """Request id, security headers, access log and request metrics, observed in one place."""
     app.before_request(_before)
     app.after_request(_after)
-
