@@ -76,7 +76,9 @@ Targets = Annotated[
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
 
 
 class PredictRequest(Request):

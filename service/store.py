@@ -174,7 +174,7 @@ class ModelStore:
         """The version CURRENT names; cheap enough to call on every request."""
         try:
             fd = os.open(self._pointer, os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:  # absent or unreachable: callers keep what they hold
             return None
         try:
             text = os.read(fd, 32)
@@ -268,7 +268,7 @@ class ModelStore:
     def _names(self) -> list[str]:
         try:
             return os.listdir(self.directory)
-        except FileNotFoundError:
+        except OSError:  # absent or unreachable: nothing to load from here
             return []
 
     def _next_version(self) -> int:

@@ -1,0 +1,148 @@
+"""The neuron against the article's published figure and an independent implementation."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from service.neuron import (
+    Neuron,
+    TrainingTimeout,
+    classic_training_set,
+    mse,
+    sigmoid,
+    step,
+    train,
+)
+
+PUBLISHED = 0.99993704  # the article's prediction for [1, 0, 0] after 10,000 iterations
+WEIGHTS = [9.6730, -0.2078, -4.6296]
+
+
+def article_reference(iterations: int = 10_000) -> np.ndarray:
+    """The article's loop, written independently: global legacy RNG, plain formulas."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(1)
+        weights = 2 * np.random.random((3, 1)) - 1
+    finally:
+        np.random.set_state(state)
+    inputs = np.array([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=float)
+    targets = np.array([[0, 1, 1, 0]], dtype=float).T
+    for _ in range(iterations):
+        output = 1 / (1 + np.exp(-(inputs @ weights)))
+        weights += inputs.T @ ((targets - output) * output * (1 - output))
+    return weights
+
+
+def test_defaults_reproduce_the_published_prediction() -> None:
+    result = train(*classic_training_set())
+    prediction = result.neuron(np.array([[1.0, 0.0, 0.0]]))
+    assert prediction.shape == (1,)
+    assert prediction[0] == pytest.approx(PUBLISHED, abs=1e-6)
+    assert result.neuron.weights[:, 0] == pytest.approx(WEIGHTS, abs=1e-4)
+    assert result.iterations == 10_000
+
+
+def test_training_matches_the_independent_reference() -> None:
+    reference = article_reference()
+    ours = train(*classic_training_set()).neuron.weights
+    assert np.allclose(ours, reference, rtol=0, atol=1e-9)
+
+
+def test_random_start_is_the_legacy_draw_without_touching_global_state() -> None:
+    before = np.random.get_state()[1].copy()
+    drawn = Neuron.random(3, seed=1).weights
+    assert np.array_equal(np.random.get_state()[1], before)
+    np.random.seed(1)
+    assert np.array_equal(drawn, 2 * np.random.random((3, 1)) - 1)
+    assert ((drawn >= -1) & (drawn < 1)).all()
+
+
+def test_same_seed_and_data_give_bit_identical_weights() -> None:
+    first = train(*classic_training_set(), iterations=500, seed=7).neuron.weights
+    second = train(*classic_training_set(), iterations=500, seed=7).neuron.weights
+    other = train(*classic_training_set(), iterations=500, seed=8).neuron.weights
+    assert first.tobytes() == second.tobytes()
+    assert first.tobytes() != other.tobytes()
+
+
+def test_update_step_follows_the_numerical_gradient_of_half_the_squared_error() -> None:
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(6, 4))
+    targets = rng.uniform(size=(6, 1))
+    weights = rng.normal(size=(4, 1))
+
+    def loss(w: np.ndarray) -> float:
+        return 0.5 * float(np.sum((targets - sigmoid(inputs @ w)) ** 2))
+
+    eps = 1e-6
+    numeric = np.zeros_like(weights)
+    for i in range(len(weights)):
+        bump = np.zeros_like(weights)
+        bump[i] = eps
+        numeric[i] = (loss(weights + bump) - loss(weights - bump)) / (2 * eps)
+    update = step(weights, inputs, targets, learning_rate=1.0) - weights
+    assert np.allclose(update, -numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_the_number_of_inputs_follows_the_training_data() -> None:
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(size=(20, 5))
+    targets = (inputs[:, :1] > 0.5).astype(float)
+    result = train(inputs, targets, iterations=50)
+    assert result.neuron.n_inputs == 5
+    assert result.neuron(inputs).shape == (20,)
+
+
+def _iris() -> tuple[np.ndarray, np.ndarray]:
+    from pathlib import Path
+
+    data = np.loadtxt(
+        Path(__file__).parent / "data" / "iris_setosa_versicolor.csv", delimiter=",", skiprows=1
+    )
+    return data[:, :4], data[:, 4:]
+
+
+def test_a_rate_that_suits_four_rows_saturates_on_iris() -> None:
+    result = train(*_iris(), learning_rate=1.0)
+    assert result.saturated
+    assert not result.converged
+    assert result.loss == pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_smaller_rate_separates_iris() -> None:
+    inputs, targets = _iris()
+    result = train(inputs, targets, learning_rate=0.01)
+    assert result.converged
+    assert np.array_equal(result.neuron(inputs) > 0.5, targets[:, 0] > 0.5)
+
+
+def test_early_stop_below_tolerance() -> None:
+    result = train(*classic_training_set(), tolerance=0.01)
+    assert result.iterations < 10_000
+    assert result.loss < 0.01
+    assert (
+        mse(result.neuron(classic_training_set()[0]).reshape(-1, 1), classic_training_set()[1])
+        < 0.01
+    )
+
+
+def test_wall_clock_budget_stops_a_long_run() -> None:
+    inputs = np.random.default_rng(1).uniform(size=(2000, 50))
+    targets = (inputs[:, :1] > 0.5).astype(float)
+    with pytest.raises(TrainingTimeout) as caught:
+        train(inputs, targets, iterations=10**9, budget_seconds=0.05)
+    assert 0 < caught.value.iterations < 10**9
+
+
+def test_sigmoid_is_exact_enough_and_quiet_at_the_extremes() -> None:
+    z = np.array([[-1000.0], [-30.0], [0.0], [30.0], [1000.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sigmoid(z)
+    assert out[2, 0] == 0.5
+    assert out[1, 0] == pytest.approx(np.exp(-30) / (1 + np.exp(-30)), rel=1e-12)
+    assert out[0, 0] >= 0 and out[4, 0] == 1.0
