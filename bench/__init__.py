@@ -1,0 +1,1 @@
+"""Benchmarks: load (run.py), micro-suite (micro.py), report (report.py)."""

@@ -1,0 +1,32 @@
+# Benchmarks (bench/README.md). Not part of `make test`: nothing here runs in CI's test target.
+.PHONY: bench bench-quick bench-deps bench-micro
+
+BENCH_STAMP    := $(VENV)/.bench-installed
+MLSERVER_VENV  := bench/.venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+# MLServer pins its own stack, so it lives in its own venv; a failure here is reported, not fatal.
+$(MLSERVER_STAMP): bench/requirements-mlserver.txt
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/pip install --quiet -r bench/requirements-mlserver.txt
+	touch $@
+
+bench-deps: $(BENCH_STAMP)  ## Install the bench's tools: wrk (Debian package), matplotlib, py-spy.
+	@command -v wrk >/dev/null || { \
+	  echo "wrk is missing: installing the Debian package (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq wrk; }
+
+bench: bench-deps  ## Full benchmark (~6 min): floors, service, sync vs gthread, MLServer, batch, micro.
+	-@$(MAKE) --no-print-directory $(MLSERVER_STAMP) || echo "MLServer venv failed: the results say so"
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py
+
+bench-quick: bench-deps  ## Short benchmark (~1 min): floors and service only; writes bench/results/quick.md.
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py --quick
+
+bench-micro: $(BENCH_STAMP)  ## Only the in-process micro-suite (timeit).
+	$(BIN)/python -m bench.micro

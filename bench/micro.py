@@ -1,0 +1,68 @@
+"""Micro-suite (timeit): the pieces of a predict request, in-process, no HTTP.
+
+Run by `make bench` (through bench/run.py) or alone: ``python -m bench.micro``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.neuron import Neuron
+from service.schemas import PredictRequest
+
+
+def _best_us(fn: Callable[[], Any], budget_s: float) -> dict[str, float]:
+    """Median and min of several timeit repeats, each auto-sized to about budget/5 seconds."""
+    timer = timeit.Timer(fn)
+    number, took = timer.autorange()
+    number = max(1, int(number * (budget_s / 5) / max(took, 1e-9)))
+    samples = [t / number * 1e6 for t in timer.repeat(repeat=5, number=number)]
+    return {"median_us": statistics.median(samples), "min_us": min(samples)}
+
+
+def run(quick: bool = False) -> dict[str, dict[str, float]]:
+    budget = 0.5 if quick else 1.5
+    neuron = Neuron(np.array([[9.67], [-0.2], [-4.63]]))
+    rng = np.random.default_rng(0)
+    one = [[1, 0, 0]]
+    many = rng.random((10_000, 3)).round(6).tolist()
+    one_body = orjson.dumps({"inputs": one})
+    many_body = orjson.dumps({"inputs": many})
+    x_one, x_many = np.array(one, dtype=float), np.array(many)
+    p_many = neuron(x_many)
+    ctx = {"max_rows": 10_000, "may_hold_booleans": False}
+    cases: dict[str, Callable[[], Any]] = {
+        "forward pass, 1 row": lambda: neuron(x_one),
+        "forward pass, 10,000 rows": lambda: neuron(x_many),
+        "validate 1 row (PredictRequest)": lambda: PredictRequest.model_validate(
+            {"inputs": one}, context=ctx
+        ),
+        "validate 10,000 rows (PredictRequest)": lambda: PredictRequest.model_validate(
+            {"inputs": many}, context=ctx
+        ),
+        "validate 10,000 rows, body may hold booleans": lambda: PredictRequest.model_validate(
+            {"inputs": many}, context={"max_rows": 10_000}
+        ),
+        "orjson decode, 1 row": lambda: orjson.loads(one_body),
+        "orjson decode, 10,000 rows": lambda: orjson.loads(many_body),
+        "json (stdlib) decode, 10,000 rows": lambda: json.loads(many_body),
+        "orjson encode 10,000 predictions (numpy)": lambda: orjson.dumps(
+            {"predictions": p_many, "model_version": 1}, option=orjson.OPT_SERIALIZE_NUMPY
+        ),
+        "json (stdlib) encode 10,000 predictions": lambda: json.dumps(
+            {"predictions": p_many.tolist(), "model_version": 1}
+        ),
+    }
+    return {name: _best_us(fn, budget) for name, fn in cases.items()}
+
+
+if __name__ == "__main__":
+    for name, r in run().items():
+        print(f"{name:48s} {r['median_us']:10.1f} us  (min {r['min_us']:.1f})")
