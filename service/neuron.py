@@ -45,13 +45,33 @@ class Neuron:
 
     def __call__(self, inputs: Matrix) -> Matrix:
         """Probabilities, shape (rows,)."""
-        return sigmoid(inputs @ self.weights)[:, 0]
+        z = inputs @ self.weights
+        if not np.isfinite(z).all():
+            z = _rescued(inputs, self.weights, z)
+        return sigmoid(z)[:, 0]
 
     @classmethod
     def random(cls, n_inputs: int, seed: int) -> Neuron:
         """Start in [-1, 1), drawn exactly as np.random.seed(seed); 2*np.random.random(...)-1."""
         rng = np.random.RandomState(seed)
         return cls(2 * rng.random_sample((n_inputs, 1)) - 1)
+
+
+def _rescued(inputs: Matrix, weights: Matrix, z: Matrix) -> Matrix:
+    """z for rows whose weighted sum overflowed (inf - inf is nan): computed on scaled values.
+
+    Each factor is scaled into [-1, 1] first, so the sum is finite and keeps its sign; scaled
+    back it is finite, or ±inf, which sigmoid's clipping turns into 0 or 1.
+    """
+    bad = ~np.isfinite(z[:, 0])
+    rows = inputs[bad]
+    row_scale = np.abs(rows).max(axis=1, keepdims=True)
+    weight_scale = np.abs(weights).max()
+    with np.errstate(over="ignore"):
+        rescued = ((rows / row_scale) @ (weights / weight_scale)) * row_scale * weight_scale
+    z = z.copy()
+    z[bad] = rescued
+    return z
 
 
 @dataclass(frozen=True)

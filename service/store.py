@@ -102,6 +102,11 @@ def encode(document: ModelDocument) -> bytes:
     payload = document.model_dump(mode="json")
     checksum = hashlib.sha256(canonical(payload)).hexdigest()
     payload["checksum"] = {"algorithm": "sha256", "value": checksum}
+    return _layout(payload)
+
+
+def _layout(payload: dict[str, Any]) -> bytes:
+    """A file's exact bytes: decode() demands them, so that even a changed space is caught."""
     return json.dumps(payload, sort_keys=True, indent=2, allow_nan=False).encode() + b"\n"
 
 
@@ -113,6 +118,8 @@ def decode(raw: bytes) -> ModelRecord:
     """Parse and verify a stored document; raises CorruptModel on any defect."""
     try:
         payload = json.loads(raw, parse_constant=_refuse_constant)
+        if _layout(payload) != raw:
+            raise CorruptModel("the file is not laid out as it was written")
         checksum = payload.pop("checksum")
         expected = hashlib.sha256(canonical(payload)).hexdigest()
         if checksum != {"algorithm": "sha256", "value": expected}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ access_log = logging.getLogger("neuron.access")
 Model = TypeVar("Model", bound=BaseModel)
 
 _JSON_TYPES = frozenset({"application/json"})
+_MAX_WALK_DEPTH = 16  # request bodies are shallow; deeper ones take the exact check
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_ERRORS: dict[int, type[errors.ServiceError]] = {
     400: errors.MalformedRequest,
@@ -61,8 +63,55 @@ def read_json(optional: bool = False) -> Any:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from None
-    g.may_hold_booleans = b"true" in body or b"false" in body
+    quotes = body.count(b'"')
+    if quotes != _quotes(payload):
+        _refuse_duplicate_keys(body)
+    # numpy reads True and "1" as 1.0: the matrix check looks at each value unless the body
+    # holds neither (every quote mark belongs to a key).
+    g.may_hold_booleans = (
+        b"true" in body or b"false" in body or quotes != _quotes(payload, strings=False)
+    )
     return payload
+
+
+def _quotes(value: Any, strings: bool = True, depth: int = 0) -> int:
+    """Quote marks the parsed keys and strings account for (never more than the body holds).
+
+    orjson keeps the last of duplicate keys silently; a dropped key leaves its quotes in the
+    body but not in the payload, so equal counts prove there was none. Rows of numbers and
+    deep nesting are not walked: that can only undercount, which sends the body to the exact
+    check below. ``strings=False`` counts the keys' quote marks only.
+    """
+    if isinstance(value, str):
+        return 2 if strings else 0
+    if depth > _MAX_WALK_DEPTH:
+        return 0
+    if isinstance(value, dict):
+        return sum(2 + _quotes(item, strings, depth + 1) for item in value.values())
+    if isinstance(value, list) and value and not _numbers(value):
+        return sum(_quotes(item, strings, depth + 1) for item in value)
+    return 0
+
+
+def _numbers(items: list[Any]) -> bool:
+    first = items[0]
+    if isinstance(first, list) and first:
+        first = first[0]
+    return isinstance(first, int | float)
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            duplicate = next(key for key in keys if keys.count(key) > 1)
+            raise errors.MalformedRequest(f"the body repeats the key {duplicate!r}")
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=unique)
+    except RecursionError:
+        raise errors.MalformedRequest("the body is nested too deeply") from None
 
 
 def validate(model: type[Model], payload: Any, context: dict[str, Any] | None = None) -> Model:
