@@ -9,7 +9,14 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
-from .errors import NotReady, PayloadTooLarge, TrainingRejected, validation_error
+from .errors import (
+    InsufficientStorage,
+    NotReady,
+    PayloadTooLarge,
+    StorageUnavailable,
+    TrainingRejected,
+    validation_error,
+)
 from .model import CurrentModel
 from .neuron import (
     DEFAULT_LEARNING_RATE,
@@ -50,7 +57,8 @@ class ModelServer:
         """Load the newest valid version, or train the defaults and save them exactly once."""
         try:
             record = self._start_locked()
-        except OSError as exc:  # e.g. a read-only model directory: serve what is there
+        except (OSError, StorageUnavailable, InsufficientStorage) as exc:
+            # e.g. a read-only model directory: serve what is there
             log.error("model directory not writable (%s): loading without the lock", exc)
             fallback = self.store.load_latest_valid()
             if fallback is None:

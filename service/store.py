@@ -230,8 +230,11 @@ class ModelStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive lock of the writers, across threads, workers and processes."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # e.g. a read-only file system
+            raise _storage_error(exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -253,9 +256,14 @@ class ModelStore:
             weights=[float(w) for w in neuron.weights[:, 0]],
             training=training,
         )
+        path = self.path(document.version)
         try:
-            self._write_atomic(self.path(document.version), encode(document))
-            self._write_atomic(self._pointer, f"{document.version}\n".encode())
+            self._write_atomic(path, encode(document))
+            try:
+                self._write_atomic(self._pointer, f"{document.version}\n".encode())
+            except OSError:
+                path.unlink()  # a version that was refused must not be served after a restart
+                raise
         except OSError as exc:
             raise _storage_error(exc) from exc
         self._prune()
