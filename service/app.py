@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import admin, api, logs, ops
+from . import admin, api, logs, oip, ops
 from .serving import ModelServer
 from .settings import Settings
 from .web import install_hooks, register_error_handlers
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     token = settings.token()
     app.extensions["neuron"] = server
     app.extensions["neuron_token"] = None if token is None else token.encode()
-    for blueprint in (api.bp, admin.bp, ops.bp):
+    for blueprint in (api.bp, admin.bp, ops.bp, oip.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     install_hooks(app)

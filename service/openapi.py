@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -10,6 +11,16 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import __version__
+from .oip_schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    OipErrorResponse,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
 from .schemas import (
     ErrorResponse,
     EvaluateRequest,
@@ -24,7 +35,7 @@ from .schemas import (
 )
 
 _REASONS = {
-    400: "Malformed JSON",
+    400: "Malformed JSON (on /v2: any bad inference request)",
     401: "Missing or wrong bearer token",
     403: "Admin endpoints disabled (no token configured)",
     404: "Not found",
@@ -38,6 +49,9 @@ _REASONS = {
 }
 _ALWAYS = (404, 405, 500)
 _JSON_BODY = (400, 413, 415, 422)
+_V2_MODEL = "/v2/models/{model_name}"
+_V2_VERSION = "/v2/models/{model_name}/versions/{model_version}"
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Operation:
     body_required: bool = True
     admin: bool = False
     media_type: str = "application/json"
+    error_response: type[BaseModel] = ErrorResponse
 
 
 OPERATIONS = (
@@ -77,12 +92,48 @@ OPERATIONS = (
         "/admin/rollback", "post", "Serve a kept version again, as a new version", ModelInfo,
         RollbackRequest, (*_JSON_BODY, 401, 403, 404, 503, 507), admin=True,
     ),
+    # The Open Inference Protocol (KServe V2): its errors are {"error": "..."}.
+    Operation("/v2", "get", "V2: server metadata", ServerMetadata, error_response=OipErrorResponse),
+    Operation(
+        "/v2/health/live", "get", "V2: server live", ServerLive, error_response=OipErrorResponse
+    ),
+    Operation(
+        "/v2/health/ready", "get", "V2: server ready; 503 until a model is loaded", ServerReady,
+        errors=(503,), error_response=OipErrorResponse,
+    ),
+    Operation(
+        _V2_MODEL, "get", "V2: metadata of the serving version", ModelMetadata, errors=(503,),
+        error_response=OipErrorResponse,
+    ),
+    Operation(
+        _V2_VERSION, "get", "V2: metadata of a kept version", ModelMetadata, errors=(503,),
+        error_response=OipErrorResponse,
+    ),
+    Operation(
+        f"{_V2_MODEL}/ready", "get", "V2: model ready", ModelReady, errors=(503,),
+        error_response=OipErrorResponse,
+    ),
+    Operation(
+        f"{_V2_VERSION}/ready", "get", "V2: kept version ready", ModelReady, errors=(503,),
+        error_response=OipErrorResponse,
+    ),
+    Operation(
+        f"{_V2_MODEL}/infer", "post", "V2: inference with the serving version",
+        InferenceResponse, InferenceRequest, (400, 413, 415, 503),
+        error_response=OipErrorResponse,
+    ),
+    Operation(
+        f"{_V2_VERSION}/infer", "post", "V2: inference with a kept version", InferenceResponse,
+        InferenceRequest, (400, 413, 415, 503), error_response=OipErrorResponse,
+    ),
 )  # fmt: skip
 
 
 def _schemas() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [(ErrorResponse, "serialization")]
     for op in OPERATIONS:
+        if op.error_response is not ErrorResponse:
+            models.append((op.error_response, "serialization"))
         if op.request is not None:
             models.append((op.request, "validation"))
         if op.response is not None:
@@ -103,9 +154,15 @@ def _operation(op: Operation) -> dict[str, Any]:
     for status in sorted({*op.errors, *_ALWAYS}):
         responses[str(status)] = {
             "description": _REASONS[status],
-            "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+            "content": {"application/json": {"schema": _ref(op.error_response)}},
         }
     spec: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    parameters = _PATH_PARAMETER.findall(op.path)
+    if parameters:
+        spec["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ]
     if op.request is not None:
         spec["requestBody"] = {
             "required": op.body_required,

@@ -1,0 +1,195 @@
+"""Blueprint: the Open Inference Protocol (KServe V2 REST) beside the simple API.
+
+A thin adapter on the same core as /predict (ModelServer.infer). Its errors take the
+protocol's own form, {"error": "..."}, with 400 for a bad request and 404 for an unknown
+model or version; the main envelope stays everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from . import __version__
+from .api import server
+from .errors import NotFound as ModelNotFound
+from .errors import ServiceError
+from .oip_schemas import (
+    EXTENSIONS,
+    MODEL_NAME,
+    InferenceRequest,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+    bad,
+    inference_response,
+    model_metadata,
+    output_datatype,
+    to_matrix,
+)
+from .store import ModelRecord
+from .web import json_response, read_json, validate
+
+log = logging.getLogger("neuron.oip")
+
+PREFIX = "/v2"
+SERVER_NAME = "neuron-service"
+_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+
+bp = Blueprint("oip", __name__, url_prefix=PREFIX)
+
+
+# -- errors: the protocol's {"error": "..."} ---------------------------------------------------
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    response = json_response({"error": message}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(error: ServiceError) -> Response:
+    details = "; ".join(_detail(d) for d in error.details)
+    message = f"{error.message}: {details}" if details else error.message
+    # The protocol answers a bad request with 400 where the main API says 422.
+    status = 400 if error.status == 422 else error.status
+    return _error(message, status, dict(error.headers))
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in detail.get("loc", ()))
+    return f"{loc}: {detail['msg']}" if loc else str(detail["msg"])
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException, message: str | None = None) -> Response:
+    allow = dict(exc.get_headers()).get("Allow")
+    headers = {"Allow": allow} if allow else None
+    return _error(message or exc.description or exc.name, exc.code or 500, headers)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _error("internal error; see the server log", 500)
+
+
+class _RoutingError(HTTPException):
+    """A 404/405 of routing under /v2, which no blueprint handler would otherwise see.
+
+    Its class has no code, so Flask files its handler under this class alone; the instance
+    carries the original's code, as Flask wants of any HTTPException it handles.
+    """
+
+    def __init__(self, original: HTTPException) -> None:
+        super().__init__(original.description)
+        self.code = original.code
+        self.original = original
+
+
+@bp.before_app_request
+def _claim_routing_errors() -> None:
+    """Flask raises routing errors outside any blueprint: mark the /v2 ones as ours."""
+    exc = request.routing_exception
+    if isinstance(exc, NotFound | MethodNotAllowed) and (
+        request.path == PREFIX or request.path.startswith(f"{PREFIX}/")
+    ):
+        request.routing_exception = _RoutingError(exc)
+
+
+@bp.app_errorhandler(_RoutingError)
+def _routing_error(exc: _RoutingError) -> Response:
+    if isinstance(exc.original, MethodNotAllowed):
+        message = f"{request.method} is not allowed on {request.path}"
+    else:
+        message = f"no such endpoint: {request.path}"
+    return _http_error(exc.original, message)
+
+
+# -- URL and body ------------------------------------------------------------------------------
+
+
+def _version(model_name: str, model_version: str | None) -> int | None:
+    """The version the URL names (None: the serving one); 404 for another model or version."""
+    if model_name != MODEL_NAME:
+        raise ModelNotFound(f"unknown model {model_name!r}: this server serves {MODEL_NAME!r}")
+    if model_version is None:
+        return None
+    if not _VERSION.match(model_version):
+        raise ModelNotFound(f"model {MODEL_NAME!r} has no version {model_version!r}")
+    return int(model_version)
+
+
+def _record(version: int | None) -> ModelRecord:
+    """The serving record, or a kept version's (404 if it is not stored)."""
+    current = server().model.get()
+    if version is None or version == current.version:
+        return current
+    return server().store.read(version)
+
+
+def _body() -> Any:
+    """The JSON body, through the main API's reader (and so its checks, e.g. duplicate keys)."""
+    if request.headers.get("Inference-Header-Content-Length") is not None:
+        raise bad("binary tensor data is not supported: send the tensors as JSON")
+    if not request.headers.get("Content-Type"):
+        # The protocol's clients (tritonclient among them) send their JSON without saying so.
+        request.environ["CONTENT_TYPE"] = "application/json"
+    return read_json()
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+@bp.get("", strict_slashes=False)
+def server_metadata() -> Response:
+    return json_response(
+        ServerMetadata(name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS))
+    )
+
+
+@bp.get("/health/live")
+def server_live() -> Response:
+    return json_response(ServerLive(live=True))
+
+
+@bp.get("/health/ready")
+def server_ready() -> Response:
+    """200 once a model is loaded; 503 (and a retry of start-up) before."""
+    server().ready()
+    return json_response(ServerReady(ready=True))
+
+
+@bp.get("/models/<model_name>")
+@bp.get("/models/<model_name>/versions/<model_version>")
+def model_metadata_endpoint(model_name: str, model_version: str | None = None) -> Response:
+    record = _record(_version(model_name, model_version))
+    return json_response(model_metadata(record.document.n_inputs, server().store.versions()))
+
+
+@bp.get("/models/<model_name>/ready")
+@bp.get("/models/<model_name>/versions/<model_version>/ready")
+def model_ready(model_name: str, model_version: str | None = None) -> Response:
+    version = _version(model_name, model_version)
+    if version is None:
+        server().ready()
+    else:
+        _record(version)
+    return json_response(ModelReady(name=MODEL_NAME, ready=True))
+
+
+@bp.post("/models/<model_name>/infer")
+@bp.post("/models/<model_name>/versions/<model_version>/infer")
+def infer(model_name: str, model_version: str | None = None) -> Response:
+    version = _version(model_name, model_version)
+    payload = validate(InferenceRequest, _body())
+    inputs = to_matrix(payload, server().settings.max_batch)
+    datatype = output_datatype(payload.outputs)
+    probabilities, record = server().infer(inputs, version)
+    return json_response(inference_response(payload, probabilities, record.version, datatype))
