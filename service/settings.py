@@ -49,7 +49,13 @@ class Settings(BaseSettings):
         30, ge=2, description="gunicorn worker timeout; must exceed the training budget."
     )
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
-    threads: int = Field(4, ge=1, le=64, description="Threads per gunicorn worker (gthread).")
+    threads: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Threads per gunicorn worker (gthread); a request whose headers are still "
+        "arriving holds one, so spare threads keep slow clients from blocking a worker.",
+    )
     bind: str = Field("127.0.0.1:8000", description="Address gunicorn listens on.")
     metrics_enabled: bool = Field(True, description="Observe requests into Prometheus metrics.")
     log_level: str = Field("info", description="Log level of the JSON logs.")
