@@ -39,6 +39,7 @@ INPUT_DATATYPES: dict[str, type[np.generic]] = {
 }
 OUTPUT_DATATYPES: dict[str, type[np.floating[Any]]] = {"FP32": np.float32, "FP64": np.float64}
 _NUMBER_TYPES = frozenset({int, float})
+_LIST_TYPE = frozenset({list})
 
 Float64Matrix = NDArray[np.float64]
 Parameters = dict[str, str | int | float | bool]
@@ -209,9 +210,9 @@ def _leaves(data: list[Any], shape: list[int]) -> list[Any]:
     """Flat data as is; nested data (a list of rows) must follow the shape exactly."""
     if not data or type(data[0]) is not list:
         return data
-    if not all(type(row) is list for row in data):
+    if not _LIST_TYPE.issuperset(map(type, data)):
         raise bad("data must be either flat or a list of rows, not a mix")
-    if len(data) != shape[0] or any(len(row) != shape[1] for row in data):
+    if len(data) != shape[0] or not {shape[1]}.issuperset(map(len, data)):
         raise bad(f"nested data does not follow shape {shape}")
     return list(chain.from_iterable(data))
 
