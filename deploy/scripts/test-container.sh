@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test-container`: the container and monitoring stage of `make test` (issue 3).
 #
-#   1. packages  As root, install what is missing of Debian's docker.io, debootstrap and
-#                prometheus (service autostart blocked by a temporary policy-rc.d).
+#   1. packages  As root, install what is missing of Debian's docker.io, debootstrap, prometheus
+#                and docker-compose 1.29 (service autostart blocked by a temporary policy-rc.d).
 #   2. checks    pytest tests/deploy (no engine needed): hadolint, `docker compose config`,
 #                promtool, and every alert and Grafana panel query evaluated by a real Prometheus
 #                scraping a real gunicorn instance of the service.
@@ -44,6 +44,7 @@ install_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+    [ -x /usr/bin/docker-compose ] || missing+=(docker-compose) # Compose v1.29, for a parse check
     [ ${#missing[@]} -eq 0 ] && return 0
     if ! $root; then
         say "not root: cannot install ${missing[*]}; the stages needing them will skip"

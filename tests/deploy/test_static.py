@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, compose, tool
+from .conftest import IN_CI, ROOT, compose, tool
 
 DASHBOARD = ROOT / "deploy/grafana/dashboards/neuron-service.json"
 DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
@@ -77,6 +77,19 @@ def test_compose_works_for_v1_too() -> None:
     """Compose v1.29 rejects a top-level `name:`, and v2 warns about `version:`."""
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     assert not re.search(r"^(version|name):", text, re.M)
+
+
+def test_compose_v1_29_accepts_the_file() -> None:
+    """Debian's docker-compose 1.29 (installed by make test-container) parses the same file."""
+    v1 = Path("/usr/bin/docker-compose")
+    if not v1.exists():
+        if IN_CI:
+            pytest.fail("Debian's docker-compose (1.29) is not installed")
+        pytest.skip("Debian's docker-compose (1.29) is not installed")
+    version = run([str(v1), "version", "--short"])
+    assert version.stdout.startswith("1.29"), version.stdout
+    result = run([str(v1), "-f", "docker-compose.yml", "config", "-q"], **COMPOSE_ENV)
+    assert result.returncode == 0, result.stderr
 
 
 def test_compose_mounts_exist() -> None:
