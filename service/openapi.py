@@ -147,7 +147,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _operation(op: Operation) -> dict[str, Any]:
-    ok_schema = _ref(op.response) if op.response else {"type": "string"}
+    if op.response is not None:
+        ok_schema = _ref(op.response)
+    else:  # /metrics is text; /openapi.json is this document, a JSON object
+        ok_schema = {"type": "object" if op.media_type == "application/json" else "string"}
     responses: dict[str, Any] = {
         "200": {"description": "OK", "content": {op.media_type: {"schema": ok_schema}}}
     }

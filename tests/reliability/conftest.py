@@ -69,6 +69,16 @@ def _write_summary() -> Iterator[None]:
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def log_lines(server: Gunicorn) -> list[dict[str, Any]]:
+    """The service's JSON log lines, split on newlines only.
+
+    Gunicorn.log_lines() uses str.splitlines(), which also splits at U+2028 or NEL: characters
+    a fuzzed request path puts into the access log's JSON as they are (JSON allows it).
+    """
+    text = server.log_path.read_bytes().decode(errors="replace")
+    return [json.loads(line) for line in text.split("\n") if line.startswith("{")]
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Gunicorn]:
     """gunicorn with two workers on a free port; stopped (by its process group) afterwards."""
