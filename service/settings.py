@@ -13,7 +13,10 @@ MIN_TOKEN_LENGTH = 16
 class Settings(BaseSettings):
     """Everything the service can be told. Built once at start-up and passed in."""
 
-    model_config = SettingsConfigDict(env_prefix="NEURON_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused (too short) admin token is not printed in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="NEURON_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     model_dir: Path = Field(
         Path("var/model"), description="Directory holding the versioned model documents."
