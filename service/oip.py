@@ -32,7 +32,6 @@ from .oip_schemas import (
     output_datatype,
     to_matrix,
 )
-from .store import ModelRecord
 from .web import json_response, read_json, validate
 
 log = logging.getLogger("neuron.oip")
@@ -126,22 +125,12 @@ def _version(model_name: str, model_version: str | None) -> int | None:
     return int(model_version)
 
 
-def _record(version: int | None) -> ModelRecord:
-    """The serving record, or a kept version's (404 if it is not stored)."""
-    current = server().model.get()
-    if version is None or version == current.version:
-        return current
-    return server().store.read(version)
-
-
 def _body() -> Any:
     """The JSON body, through the main API's reader (and so its checks, e.g. duplicate keys)."""
     if request.headers.get("Inference-Header-Content-Length") is not None:
         raise bad("binary tensor data is not supported: send the tensors as JSON")
-    if not request.headers.get("Content-Type"):
-        # The protocol's clients (tritonclient among them) send their JSON without saying so.
-        request.environ["CONTENT_TYPE"] = "application/json"
-    return read_json()
+    # The protocol's clients (tritonclient among them) send their JSON without saying so.
+    return read_json(assume_json=True)
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -169,7 +158,7 @@ def server_ready() -> Response:
 @bp.get("/models/<model_name>")
 @bp.get("/models/<model_name>/versions/<model_version>")
 def model_metadata_endpoint(model_name: str, model_version: str | None = None) -> Response:
-    record = _record(_version(model_name, model_version))
+    record = server().record(_version(model_name, model_version))
     return json_response(model_metadata(record.document.n_inputs, server().store.versions()))
 
 
@@ -180,7 +169,7 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
     if version is None:
         server().ready()
     else:
-        _record(version)
+        server().record(version)
     return json_response(ModelReady(name=MODEL_NAME, ready=True))
 
 

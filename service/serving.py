@@ -10,7 +10,9 @@ import numpy as np
 
 from . import metrics
 from .errors import (
+    CorruptModel,
     InsufficientStorage,
+    NotFound,
     NotReady,
     PayloadTooLarge,
     StorageUnavailable,
@@ -95,7 +97,7 @@ class ModelServer:
 
     def infer(self, inputs: Matrix, version: int | None = None) -> tuple[Matrix, ModelRecord]:
         """The one predict core: probabilities of the serving (or a kept) version, counted."""
-        record = self.model.get() if version is None else self._kept(version)
+        record = self.record(version)
         probabilities = record.neuron(_checked_width(inputs, record))
         metrics.predicted(probabilities)
         return probabilities, record
@@ -108,9 +110,16 @@ class ModelServer:
             model_version=record.version,
         )
 
-    def _kept(self, version: int) -> ModelRecord:
+    def record(self, version: int | None = None) -> ModelRecord:
+        """The serving record, or a kept version's; NotFound if absent or damaged."""
         current = self.model.get()
-        return current if current.version == version else self.store.read(version)
+        if version is None or version == current.version:
+            return current
+        try:
+            return self.store.read(version)
+        except CorruptModel as exc:
+            self.store.quarantine(version, str(exc))
+            raise NotFound(f"model version {version} is damaged and was quarantined") from exc
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateResponse:
         record = self.model.get()
@@ -196,7 +205,7 @@ class ModelServer:
     def rollback(self, request: RollbackRequest) -> ModelInfo:
         """Serve a kept version again, saved as a new version so that newest stays serving."""
         with self.store.lock():
-            old = self.store.read(request.version)
+            old = self.record(request.version)
             training = old.document.training.model_copy(
                 update={"source": "rollback", "rolled_back_to": old.version}
             )

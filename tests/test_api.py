@@ -241,3 +241,18 @@ def test_request_id_and_security_headers(client: FlaskClient) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     unsafe = client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
+
+
+def test_rollback_to_a_damaged_version_is_not_found_and_quarantines_it(
+    client: FlaskClient, model_dir: Path
+) -> None:
+    client.post(
+        "/admin/retrain", json={"inputs": [[1, 0], [0, 1]], "targets": [0, 1]}, headers=AUTH
+    )
+    damaged = model_dir / "model-00000001.json"
+    damaged.write_bytes(damaged.read_bytes().replace(b"9.67", b"9.68"))
+    response = client.post("/admin/rollback", json={"version": 1}, headers=AUTH)
+    assert response.status_code == 404
+    assert "damaged" in response.get_json()["error"]["message"]
+    assert not damaged.exists() and (model_dir / "model-00000001.json.corrupt").exists()
+    assert client.get("/model").get_json()["version"] == 2
