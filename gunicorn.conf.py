@@ -1,5 +1,6 @@
 """gunicorn configuration, driven by the same NEURON_* settings as the app."""
 
+import gc
 import os
 import shutil
 import tempfile
@@ -42,6 +43,20 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     """Wipe the metrics directory: files of an earlier run would be summed into this one."""
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Keep the garbage collector off the app's own objects and out of big requests.
+
+    A 10,000-row /predict builds 10,000 row lists. With CPython's default thresholds that
+    ran ~13 young collections per request and, every ~10 requests, a full one over the
+    whole app heap: 7.6 ms per request on average (gc.callbacks, bench/README.md). Frozen,
+    the app's objects (loaded before this hook) are never traversed again; a young
+    generation of 50,000 lets one request's rows come and go between collections.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
