@@ -5,8 +5,12 @@ Run by `make bench` (through bench/run.py) or alone: ``python -m bench.micro``.
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
+import sys
+import tempfile
+import time
 import timeit
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +67,55 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     return {name: _best_us(fn, budget) for name, fn in cases.items()}
 
 
+def gc_cost(requests: int = 30) -> dict[str, dict[str, float]]:
+    """GC work per 10,000-row /predict (Flask test client), CPython defaults vs gunicorn.conf.py.
+
+    Counted with gc.callbacks, so the figure is the collector's own time, not a wall-clock
+    difference between two noisy runs.
+    """
+    from service.app import create_app
+    from service.settings import Settings
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        app = create_app(Settings(model_dir=model_dir, log_level="warning"))
+        client = app.test_client()
+        rows = np.random.default_rng(0).random((10_000, 3)).round(6)
+        body = orjson.dumps({"inputs": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
+        spent = [0.0, 0.0]
+        count = [0]
+
+        def callback(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                spent[1] = time.perf_counter()
+            else:
+                spent[0] += time.perf_counter() - spent[1]
+                count[0] += 1
+
+        def measure() -> dict[str, float]:
+            spent[0], count[0] = 0.0, 0
+            for _ in range(requests):
+                client.post("/predict", data=body, content_type="application/json")
+            return {"collections": count[0] / requests, "gc_ms": spent[0] / requests * 1e3}
+
+        out: dict[str, dict[str, float]] = {}
+        threshold = gc.get_threshold()
+        gc.callbacks.append(callback)
+        try:
+            measure()  # warm-up
+            out["CPython defaults"] = measure()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 10, 10)
+            out["as gunicorn.conf.py sets (freeze, gen0 50,000)"] = measure()
+        finally:
+            gc.callbacks.remove(callback)
+            gc.unfreeze()
+            gc.set_threshold(*threshold)
+        return out
+
+
 if __name__ == "__main__":
+    sys.path.insert(0, ".")
+    print(gc_cost())
     for name, r in run().items():
         print(f"{name:48s} {r['median_us']:10.1f} us  (min {r['min_us']:.1f})")

@@ -179,6 +179,16 @@ def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> No
                 2,
             )
         )
+    if "service@baseline" in load:
+        ref = data.get("baseline", "baseline")
+        info.append(
+            (f"single-row req/s: service / service at {ref}",
+             _per_rep(load, "service", "service@baseline", "rps"), 2)
+        )  # fmt: skip
+        info.append(
+            (f"server CPU per request: service / service at {ref}",
+             _per_rep(load, "service", "service@baseline", "cpu_us"), 2)
+        )  # fmt: skip
     b = data["batch"]["service"]
     checks.append(
         Check(
@@ -310,6 +320,16 @@ def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> No
     out += [
         f"| {k} | {v['median_us']:,.1f} | {v['min_us']:,.1f} |" for k, v in data["micro"].items()
     ]
+    if "gc" in data:
+        out += [
+            "",
+            "## Garbage collector per 10,000-row request (gc.callbacks, in-process)",
+            "",
+            "| setting | collections/request | GC ms/request |",
+            "|---|---:|---:|",
+        ]
+        out += [f"| {k} | {v['collections']:.2f} | {v['gc_ms']:.3f} |"
+                for k, v in data["gc"].items()]  # fmt: skip
     for key, title in (
         ("profile_single", "single-row requests under wrk"),
         ("profile_batch", "10,000-row requests under wrk"),

@@ -337,9 +337,15 @@ def gunicorn_config() -> dict[str, Any]:
 
 
 def gunicorn_server(
-    name: str, app: str, workdir: Path, worker_class: str | None, threads: int, **env: str
+    name: str,
+    app: str,
+    workdir: Path,
+    worker_class: str | None,
+    threads: int,
+    root: Path = ROOT,
+    **env: str,
 ) -> Server:
-    """gunicorn with -c gunicorn.conf.py; worker_class None keeps the file's own choice."""
+    """gunicorn with root's gunicorn.conf.py; worker_class None keeps the file's own choice."""
     argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
     if worker_class is not None:
         argv += ["-k", worker_class, "--threads", str(threads)]
@@ -350,12 +356,24 @@ def gunicorn_server(
         NEURON_BIND="127.0.0.1:{port}",
         NEURON_MODEL_DIR=str(workdir / "model"),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(root) if root == ROOT else f"{root}{os.pathsep}{ROOT}",
     )
     base.update(env)
     workers = int(base.get("NEURON_WORKERS", "2"))
     ready = "/readyz" if app.startswith("service") else None
-    return Server(name, argv, base, "/predict", ONE_ROW, ready, workers=workers)
+    return Server(name, argv, base, "/predict", ONE_ROW, ready, workers=workers, cwd=root)
+
+
+def baseline_tree(ref: str, workdir: Path) -> Path:
+    """service/ and gunicorn.conf.py as they were at ``ref``, to load side by side with HEAD."""
+    root = workdir / "baseline"
+    root.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", ref, "service", "gunicorn.conf.py"],
+        cwd=ROOT, capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=60)
+    return root
 
 
 MLSERVER_SETUP = r"""
@@ -423,15 +441,15 @@ def startup(workdir: Path, reps: int) -> dict[str, list[float]]:
 
 
 def profile(server: Server, seconds: float, body_file: Path, workdir: Path, tag: str) -> str:
-    """py-spy over one worker while wrk loads the server: where a request's time goes."""
+    """py-spy over every worker (GIL holders only: CPU, not waits) while wrk loads the server."""
     pyspy = Path(sys.executable).parent / "py-spy"
     if not pyspy.exists():
         return "(py-spy not installed)"
+    assert server.proc is not None
     raw = workdir / f"profile-{tag}.txt"
-    pid = server.worker_pids()[0]
     spy = subprocess.Popen(
-        [str(pyspy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250",
-         "-f", "raw", "-o", str(raw), "--nonblocking"],
+        [str(pyspy), "record", "-p", str(server.proc.pid), "--subprocesses", "--gil",
+         "-d", str(int(seconds)), "-r", "250", "-f", "raw", "-o", str(raw), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     time.sleep(0.5)
@@ -468,8 +486,6 @@ def summarise_profile(collapsed: str) -> str:
             continue
         n = int(count)
         frames = stack.split(";")
-        if frames and "process_request" not in stack and "handle" not in stack:
-            continue  # idle threads waiting in select/accept
         total += n
         leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
         owner = "other (stdlib, C calls)"
@@ -499,6 +515,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument(
+        "--baseline", metavar="GIT_REF", help="also load the service as it was at this commit"
+    )
     args = parser.parse_args()
     reps = args.reps or 3
     seconds = args.seconds or (3 if args.quick else 6)
@@ -537,6 +556,12 @@ def main() -> int:
                 gunicorn_server(f"service-{other}", "service.wsgi:app", workdir, other,
                                 alt_threads),
             ]  # fmt: skip
+        if args.baseline:
+            data["baseline"] = args.baseline
+            root = baseline_tree(args.baseline, workdir)
+            main_set.append(
+                gunicorn_server("service@baseline", "service.wsgi:app", workdir, None, 0, root)
+            )
         ml = None
         if not args.quick:
             try:
@@ -577,9 +602,12 @@ def main() -> int:
                                                "datatype": "FP64", "data": rows.ravel()}]},
                                   option=orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
             bseconds = 2 if args.quick else 4
-            data["batch"] = {"service": [], "mlserver": []}
+            data["batch"] = {"service": [], "service@baseline": [], "mlserver": []}
+            base = next((s for s in servers if s.name == "service@baseline"), None)
             for rep in range(reps):
                 data["batch"]["service"].append(batch(service, big, bseconds))
+                if base:
+                    data["batch"]["service@baseline"].append(batch(base, big, bseconds))
                 if ml:
                     data["batch"]["mlserver"].append(batch(ml, v2_big, bseconds))
                 log(f"batch rep {rep + 1}: service {data['batch']['service'][-1]}")
@@ -596,6 +624,7 @@ def main() -> int:
         data["startup_s"] = startup(workdir, reps)
         log("micro-suite")
         data["micro"] = micro.run(quick=args.quick)
+        data["gc"] = micro.gc_cost()
     finally:
         for s in locals().get("main_set", []):
             s.stop()
