@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from service.store import TEMP_PREFIX, ModelStore
 from tests.integration.server import TOKEN, Gunicorn
 
-from .conftest import Record
+from .conftest import Record, log_lines
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -37,10 +38,24 @@ def tiny(tmp_path: Path) -> Iterator[Gunicorn]:
     server.model_dir.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(server.model_dir))
     try:
-        yield server.start()
+        server.start()
+        _wait_for_both_workers(server)
+        yield server
     finally:
         server.stop()
         subprocess.run(["umount", str(server.model_dir)], check=True, timeout=30)
+
+
+def _wait_for_both_workers(server: Gunicorn) -> None:
+    """Until both workers have loaded the model: the second one may still hold the lock file
+    open for writing, and a read-only remount would fail with EBUSY."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        lines = log_lines(server)
+        if len({line["pid"] for line in lines if "serving model" in line["msg"]}) >= 2:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the workers did not both load the model")
 
 
 def _fill(directory: Path, leave_pages: int) -> Path:
