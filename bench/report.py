@@ -347,10 +347,17 @@ def chart(checks: list[Check], png: Path, quick: bool) -> None:
     import matplotlib.pyplot as plt
 
     labels = [c.label for c in checks]
-    values = [c.headroom(c.value[0]) for c in checks]
-    spans = [sorted((c.headroom(c.value[1]), c.headroom(c.value[2]))) for c in checks]
-    err = [[v - s[0] for v, s in zip(values, spans, strict=True)],
-           [s[1] - v for v, s in zip(values, spans, strict=True)]]  # fmt: skip
+
+    def scale(c: Check, v: float) -> float:  # a negative cost (noise) counts as far ahead
+        return min(max(c.headroom(v) if v > 0 else 100.0, 0.01), 100.0)
+
+    values, lows, highs = [], [], []
+    for c in checks:
+        points = [scale(c, v) for v in c.value]
+        values.append(points[0])
+        lows.append(points[0] - min(points))
+        highs.append(max(points) - points[0])
+    err = [lows, highs]
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(checks) + 1.5))
     colours = ["tab:green" if c.met else "tab:red" for c in checks]
     ax.barh(range(len(checks)), values, xerr=err, color=colours, capsize=3)

@@ -518,7 +518,19 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="GIT_REF", help="also load the service as it was at this commit"
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
+    )
     args = parser.parse_args()
+    from bench import micro, report
+
+    name = "quick" if args.quick else "latest"
+    if args.report_only:
+        data = json.loads((args.out / f"{name}.json").read_text())
+        cls = "gthread" if "thread" in str(data["gunicorn"]["worker_class"]).lower() else "sync"
+        other = "sync" if cls == "gthread" else "gthread"
+        report.write(data, args.out / f"{name}.md", args.out / f"{name}.png", cls, other)
+        return 0
     reps = args.reps or 3
     seconds = args.seconds or (3 if args.quick else 6)
     if shutil.which("wrk") is None:
@@ -531,8 +543,6 @@ def main() -> int:
     threads = int(conf.get("threads", "1"))
     other = "sync" if cls == "gthread" else "gthread"
     log(f"service's gunicorn: {conf.get('workers')} workers, {cls} x {threads} threads")
-
-    from bench import micro, report
 
     workdir = Path(tempfile.mkdtemp(prefix="neuron-bench-"))
     data: dict[str, Any] = {"quick": args.quick, "reps": reps, "seconds": seconds}
@@ -560,7 +570,16 @@ def main() -> int:
             data["baseline"] = args.baseline
             root = baseline_tree(args.baseline, workdir)
             main_set.append(
-                gunicorn_server("service@baseline", "service.wsgi:app", workdir, None, 0, root)
+                gunicorn_server(  # the same workers and threads as HEAD's config, old code
+                    "service@baseline",
+                    "service.wsgi:app",
+                    workdir,
+                    None,
+                    0,
+                    root,
+                    NEURON_WORKERS=str(conf.get("workers", 2)),
+                    NEURON_THREADS=str(threads),
+                )
             )
         ml = None
         if not args.quick:
@@ -632,7 +651,6 @@ def main() -> int:
             ml.stop()  # type: ignore[union-attr]
 
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "latest"
     (args.out / f"{name}.json").write_text(json.dumps(data, indent=1, default=str))
     report.write(data, args.out / f"{name}.md", args.out / f"{name}.png", cls, other)
     shutil.rmtree(workdir, ignore_errors=True)
