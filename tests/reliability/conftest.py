@@ -24,9 +24,19 @@ _rows: dict[str, dict[str, Any]] = {}
 Record = Callable[..., None]
 
 
+_modules: dict[str, dict[str, float]] = {}
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    module = _modules.setdefault(
+        item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py"),
+        {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0},
+    )
+    module["seconds"] += report.duration
+    if report.when == "call" or report.outcome != "passed":
+        module[report.outcome] += 1
     row = _rows.get(item.nodeid)
     if row is not None and report.when == "call":
         row["outcome"] = report.outcome
@@ -65,6 +75,10 @@ def _write_summary() -> Iterator[None]:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "session_seconds": round(time.monotonic() - started, 1),
         "rows": sorted(_rows.values(), key=lambda row: (row["module"], row["test"])),
+        "modules": {
+            name: {**counts, "seconds": round(counts["seconds"], 1)}
+            for name, counts in sorted(_modules.items())
+        },
     }
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -41,8 +41,18 @@ def table(summary: dict) -> str:
     for row in summary["rows"]:
         area = TITLES.get(row["module"], row["module"])
         test = row["test"].removeprefix("test_").replace("_", " ")
-        result = f"{row['outcome']} ({row.get('seconds', '?')} s)"
-        cells = (area, test, row["load"], row["faults"], row["failures"], result)
+        cells = (area, test, row["load"], row["faults"], row["failures"], row["outcome"])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += [
+        "",
+        "Every test of each area (the table's rows sum some of them up), and its time:",
+        "",
+        "| Area | Module | Passed | Failed | Skipped | Seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, counts in summary["modules"].items():
+        cells = (TITLES.get(name, name), f"`{name}.py`", counts["passed"], counts["failed"],
+                 counts["skipped"], counts["seconds"])  # fmt: skip
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
