@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
 
 import orjson
 import pytest
@@ -124,29 +123,6 @@ def test_nasty_input_gets_its_documented_status(
     assert TOKEN not in response.text
 
 
-def test_the_whole_table_left_the_model_and_log_clean(
-    shared_server: Gunicorn, record: Record
-) -> None:
-    """Runs after the table (same module): no 5xx logged, no traceback, model unchanged."""
-    lines = shared_server.log_lines()
-    statuses = [line["status"] for line in lines if line.get("msg") == "request"]
-    errors = [line for line in lines if line["level"] in ("error", "critical")]
-    answer = shared_server.get("/model").json()
-    record(
-        load=f"{len(CASES)} hand-written inputs, 1 request each",
-        faults="malformed/truncated JSON, NaN/Infinity, 1e400, huge ints, booleans, strings, "
-        "null, ragged, empty, MAX+1 batch, MAX_BODY+1, nesting 100000 deep, duplicate keys, "
-        "unknown fields, bad content types, invalid UTF-8, bad tokens",
-        failures=f"{sum(s >= 500 for s in statuses)} 5xx, {len(errors)} error log lines",
-        requests=len(statuses),
-    )
-    assert len(statuses) >= len(CASES)
-    assert not [s for s in statuses if s >= 500]
-    assert errors == []
-    assert answer["version"] == 1
-    assert "Traceback" not in shared_server.log()
-
-
 def _raw(server: Gunicorn, request: bytes, timeout: float = 5.0) -> bytes:
     with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
         sock.sendall(request)
@@ -198,5 +174,66 @@ def test_broken_http_is_refused_without_a_5xx(
     assert shared_server.get("/healthz").status_code == 200
 
 
-def _post(server: Gunicorn, path: str, body: Any) -> requests.Response:
-    return requests.post(f"{server.url}{path}", json=body, timeout=10)
+def _oip(data: bytes, name: bytes = b"input0", extra: bytes = b"") -> bytes:
+    return (
+        b'{"inputs": [{"name": "' + name + b'", "shape": [1, 3], "datatype": "FP64", '
+        b'"data": ' + data + b"}]" + extra + b"}"
+    )
+
+
+OIP_CASES = [
+    ("valid", _oip(b"[1, 0, 0]"), 200),
+    ("duplicate top-level key", _oip(b"[1, 0, 0]", extra=b', "inputs": []'), 400),
+    ("duplicate key in a tensor", _oip(b"[1, 0, 0]").replace(b'"name": "input0"', b'"name": "input0", "name": "x"'), 400),
+    ("string in data", _oip(b'["1", 0, 0]'), 400),
+    ("boolean in data", _oip(b"[true, 0, 0]"), 400),
+    ("null in data", _oip(b"[null, 0, 0]"), 400),
+    ("NaN literal", _oip(b"[NaN, 0, 0]"), 400),
+    ("1e400", _oip(b"[1e400, 0, 0]"), 400),
+    ("shape and data disagree", _oip(b"[1, 0]"), 400),
+    ("deeply nested data", _oip(_nested(1000)), 400),
+    ("unknown input name", _oip(b"[1, 0, 0]", name=b"x"), 400),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "status"), [pytest.param(*case[1:], id=case[0]) for case in OIP_CASES]
+)
+def test_nasty_open_inference_protocol_input(
+    shared_server: Gunicorn, body: bytes, status: int
+) -> None:
+    """The /v2 adapter answers with the protocol's own error shape: {"error": "<message>"}."""
+    response = requests.post(
+        f"{shared_server.url}/v2/models/neuron/infer", data=body, headers=JSON, timeout=30
+    )
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["Content-Type"] == "application/json"
+    answer = response.json()
+    if status == 200:
+        assert answer["outputs"][0]["data"][0] == pytest.approx(0.99993704, abs=1e-6)
+    else:
+        assert isinstance(answer["error"], str) and "Traceback" not in answer["error"]
+
+
+def test_the_whole_table_left_the_model_and_log_clean(
+    shared_server: Gunicorn, record: Record
+) -> None:
+    """Runs last in the module: no 5xx logged, no traceback, model unchanged."""
+    lines = shared_server.log_lines()
+    statuses = [line["status"] for line in lines if line.get("msg") == "request"]
+    errors = [line for line in lines if line["level"] in ("error", "critical")]
+    answer = shared_server.get("/model").json()
+    record(
+        load=f"{len(CASES)} hand-written inputs and {len(OIP_CASES)} for /v2 infer, "
+        "1 request each; 5 broken HTTP requests",
+        faults="malformed/truncated JSON, NaN/Infinity, 1e400, huge ints, booleans, strings, "
+        "null, ragged, empty, MAX+1 batch, MAX_BODY+1, nesting 100000 deep, duplicate keys, "
+        "unknown fields, bad content types, invalid UTF-8, bad tokens",
+        failures=f"{sum(s >= 500 for s in statuses)} 5xx, {len(errors)} error log lines",
+        requests=len(statuses),
+    )
+    assert len(statuses) >= len(CASES) + len(OIP_CASES)
+    assert not [s for s in statuses if s >= 500]
+    assert errors == []
+    assert answer["version"] == 1
+    assert "Traceback" not in shared_server.log()
