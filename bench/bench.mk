@@ -1,6 +1,8 @@
 # Benchmarks (bench/README.md). Not part of `make test`: nothing here runs in CI's test target.
+# Extra driver flags go in BENCH_ARGS, e.g. make bench BENCH_ARGS="--baseline <commit>".
 .PHONY: bench bench-quick bench-deps bench-micro
 
+BENCH_ARGS     ?=
 BENCH_STAMP    := $(VENV)/.bench-installed
 MLSERVER_VENV  := bench/.venv-mlserver
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
@@ -23,10 +25,10 @@ bench-deps: $(BENCH_STAMP)  ## Install the bench's tools: wrk (Debian package), 
 
 bench: bench-deps  ## Full benchmark (~6 min): floors, service, sync vs gthread, MLServer, batch, micro.
 	-@$(MAKE) --no-print-directory $(MLSERVER_STAMP) || echo "MLServer venv failed: the results say so"
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 bench-quick: bench-deps  ## Short benchmark (~1 min): floors and service only; writes bench/results/quick.md.
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py --quick
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 bench-micro: $(BENCH_STAMP)  ## Only the in-process micro-suite (timeit).
 	$(BIN)/python -m bench.micro
