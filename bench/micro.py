@@ -41,7 +41,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     many_body = orjson.dumps({"inputs": many})
     x_one, x_many = np.array(one, dtype=float), np.array(many)
     p_many = neuron(x_many)
-    ctx = {"max_rows": 10_000, "may_hold_booleans": False}
+    ctx = {"max_rows": 10_000, "may_hold_non_numbers": False}
     cases: dict[str, Callable[[], Any]] = {
         "forward pass, 1 row": lambda: neuron(x_one),
         "forward pass, 10,000 rows": lambda: neuron(x_many),

@@ -72,7 +72,7 @@ def read_json(optional: bool = False, assume_json: bool = False) -> Any:
         _refuse_duplicate_keys(body)
     # numpy reads True and "1" as 1.0: the matrix check looks at each value unless the body
     # holds neither (every quote mark belongs to a key).
-    g.may_hold_booleans = (
+    g.may_hold_non_numbers = (
         b"true" in body or b"false" in body or quotes != _quotes(payload, strings=False)
     )
     return payload
@@ -123,7 +123,7 @@ def validate(model: type[Model], payload: Any, context: dict[str, Any] | None = 
         raise errors.ValidationFailed(
             "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
         )
-    ctx = {"may_hold_booleans": g.get("may_hold_booleans", True), **(context or {})}
+    ctx = {"may_hold_non_numbers": g.get("may_hold_non_numbers", True), **(context or {})}
     try:
         return model.model_validate(payload, context=ctx)
     except ValidationError as exc:

@@ -110,7 +110,7 @@ class Gunicorn:
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON lines of the service's own logs (gunicorn's plain lines are skipped)."""
         lines = []
-        for line in self.log().splitlines():
+        for line in self.log().split("\n"):  # not splitlines(): logged paths may hold U+2028
             if line.startswith("{"):
                 lines.append(orjson.loads(line))
         return lines
