@@ -146,6 +146,9 @@ def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> No
                 3,
             )
         )
+        c = _per_rep(load, "service", "service-nometrics", "cpu_us")
+        info.append(("metrics cost by server CPU: CPU/req(metrics on) / CPU/req(off) - 1",
+                     (c[0] - 1, c[1] - 1, c[2] - 1), 3))  # fmt: skip
     if "mlserver" in load:
         checks.append(
             Check(
