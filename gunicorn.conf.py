@@ -18,6 +18,7 @@ _shm = Path("/dev/shm")  # noqa: S108 -- only for heartbeat and metrics files, s
 _fast_tmp = str(_shm) if _shm.is_dir() and os.access(_shm, os.W_OK) else None
 
 # client_python reads this when it is first imported, which is in the workers, after fork.
+_metrics_dir_given = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
     prefix="neuron-metrics-", dir=_fast_tmp
 )
@@ -64,3 +65,9 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """Remove the metrics directory this config made up; a given one is the operator's."""
+    if not _metrics_dir_given:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

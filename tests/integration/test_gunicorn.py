@@ -207,3 +207,24 @@ def test_status_counts_match_the_log(server: Gunicorn) -> None:
         method = "POST" if endpoint == "/predict" else "GET"
         name = f'neuron_http_request_duration_seconds_count{{endpoint="{endpoint}",method="{method}",status="{status}"}}'
         assert _sample(text, name) == count
+
+
+class _OwnMetricsDir(Gunicorn):
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        del env["PROMETHEUS_MULTIPROC_DIR"]
+        return env
+
+
+def test_a_metrics_directory_made_by_the_config_is_removed_on_exit(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    before = set(shm.glob("neuron-metrics-*"))
+    server = _OwnMetricsDir(tmp_path / "own").start()
+    try:
+        made = set(shm.glob("neuron-metrics-*")) - before
+        assert len(made) == 1
+        server.post("/predict", {"inputs": [[1, 0, 0]]})
+        assert any((made_dir := next(iter(made))).iterdir())
+    finally:
+        server.stop()
+    assert not made_dir.exists()
