@@ -22,6 +22,7 @@ from .store import ModelRecord
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+_FEW = 8  # up to here, observe() per value is cheaper than the numpy pass (3 vs 14 us for 1)
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 REQUEST_DURATION_SECONDS = Histogram(
@@ -87,6 +88,10 @@ def observe_many(histogram: Histogram, values: NDArray[np.float64]) -> None:
     client_python has no bulk observe; this fills the same per-bucket values observe()
     would (its buckets are stored non-cumulative), which a unit test checks.
     """
+    if len(values) <= _FEW:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
     bounds = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
     for bucket, count in zip(histogram._buckets, counts, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,8 +20,9 @@ def _samples(histogram: Histogram, registry: CollectorRegistry) -> dict[tuple, f
     }
 
 
-def test_observe_many_equals_one_observe_per_value() -> None:
-    values = np.concatenate([np.random.default_rng(2).uniform(size=1000), [0.0, 0.1, 0.5, 1.0]])
+@pytest.mark.parametrize("size", [1, 8, 9, 1000])
+def test_observe_many_equals_one_observe_per_value(size: int) -> None:
+    values = np.concatenate([np.random.default_rng(2).uniform(size=size), [0.0, 0.1, 0.5, 1.0]])
     bulk_registry, single_registry = CollectorRegistry(), CollectorRegistry()
     bulk = Histogram("p", "p", buckets=metrics.PROBABILITY_BUCKETS, registry=bulk_registry)
     single = Histogram("p", "p", buckets=metrics.PROBABILITY_BUCKETS, registry=single_registry)
