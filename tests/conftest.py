@@ -1,7 +1,8 @@
-"""Fixtures chain settings -> app -> client; every test gets its own model directory."""
+"""Fixtures: settings -> app -> client in process; server / shared_server under real gunicorn."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.settings import Settings
+
+from .integration.server import Gunicorn
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -33,3 +36,23 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Gunicorn]:
+    """gunicorn with two workers on a free port; stopped (by its process group) afterwards."""
+    gunicorn = Gunicorn(tmp_path / "server")
+    try:
+        yield gunicorn.start()
+    finally:
+        gunicorn.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """One gunicorn for a module's tests that leave its model as they found it."""
+    gunicorn = Gunicorn(tmp_path_factory.mktemp("shared"))
+    try:
+        yield gunicorn.start()
+    finally:
+        gunicorn.stop()

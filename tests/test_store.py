@@ -13,24 +13,11 @@ import pytest
 
 from service.errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
 from service.neuron import Neuron
-from service.store import ModelStore, TrainingMetadata, data_digest, decode, utc_now
+from service.store import ModelStore, data_digest, decode
 
+from .factories import training_metadata
 
-def metadata(**changes: object) -> TrainingMetadata:
-    fields = {
-        "source": "retrain",
-        "seed": 1,
-        "iterations": 10,
-        "learning_rate": 1.0,
-        "loss": 0.1,
-        "initial_loss": 0.3,
-        "rows": 4,
-        "data_sha256": "0" * 64,
-        "trained_at": utc_now(),
-        "duration_seconds": 0.01,
-    }
-    fields.update(changes)
-    return TrainingMetadata.model_validate(fields)
+metadata = training_metadata
 
 
 def neuron(*weights: float) -> Neuron:

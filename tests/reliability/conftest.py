@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.server import ROOT, Gunicorn
+from tests.integration.server import ROOT
 
 SUMMARY = Path(os.environ.get("RELIABILITY_SUMMARY", ROOT / "build" / "reliability.json"))
 _rows: dict[str, dict[str, Any]] = {}
@@ -81,33 +81,3 @@ def _write_summary() -> Iterator[None]:
         },
     }
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def log_lines(server: Gunicorn) -> list[dict[str, Any]]:
-    """The service's JSON log lines, split on newlines only.
-
-    Gunicorn.log_lines() uses str.splitlines(), which also splits at U+2028 or NEL: characters
-    a fuzzed request path puts into the access log's JSON as they are (JSON allows it).
-    """
-    text = server.log_path.read_bytes().decode(errors="replace")
-    return [json.loads(line) for line in text.split("\n") if line.startswith("{")]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Gunicorn]:
-    """gunicorn with two workers on a free port; stopped (by its process group) afterwards."""
-    gunicorn = Gunicorn(tmp_path / "server")
-    try:
-        yield gunicorn.start()
-    finally:
-        gunicorn.stop()
-
-
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    """One gunicorn for a module's tests that leave its model as they found it."""
-    gunicorn = Gunicorn(tmp_path_factory.mktemp("shared"))
-    try:
-        yield gunicorn.start()
-    finally:
-        gunicorn.stop()

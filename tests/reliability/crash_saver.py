@@ -12,24 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from service.neuron import Neuron
-from service.store import ModelStore, TrainingMetadata, utc_now
+from service.store import ModelStore
+from tests.factories import training_metadata
 
 
 def save_forever(directory: str, seed: int, ready: Event) -> None:
     store = ModelStore(Path(directory), keep=3)
     rng = np.random.default_rng(seed)
-    training = TrainingMetadata(
-        source="retrain",
-        seed=1,
-        iterations=1,
-        learning_rate=1.0,
-        loss=0.1,
-        initial_loss=0.2,
-        rows=4,
-        data_sha256="0" * 64,
-        trained_at=utc_now(),
-        duration_seconds=0.0,
-    )
+    training = training_metadata(iterations=1, initial_loss=0.2, duration_seconds=0.0)
     ready.set()
     for _ in range(100_000):  # bounded; the parent kills it within a second
         store.save(Neuron(rng.normal(size=(3, 1))), training)

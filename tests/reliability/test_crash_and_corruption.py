@@ -21,7 +21,8 @@ from service.errors import CorruptModel
 from service.neuron import Neuron, classic_training_set, train
 from service.serving import ModelServer
 from service.settings import Settings
-from service.store import TEMP_PREFIX, ModelStore, TrainingMetadata, canonical, decode, utc_now
+from service.store import TEMP_PREFIX, ModelStore, TrainingMetadata, canonical, decode
+from tests.factories import training_metadata
 from tests.integration.server import Gunicorn
 
 from . import crash_saver
@@ -85,18 +86,7 @@ def test_sigkill_in_the_middle_of_saving_never_leaves_a_partial_model(
 
 
 def _metadata() -> TrainingMetadata:
-    return TrainingMetadata(
-        source="retrain",
-        seed=1,
-        iterations=100,
-        learning_rate=1.0,
-        loss=0.1,
-        initial_loss=0.2,
-        rows=4,
-        data_sha256="0" * 64,
-        trained_at=utc_now(),
-        duration_seconds=0.0,
-    )
+    return training_metadata(iterations=100, initial_loss=0.2, duration_seconds=0.0)
 
 
 def _resign(raw: bytes, change: Callable[[dict], None]) -> bytes:

@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.store import TEMP_PREFIX, ModelStore
 from tests.integration.server import TOKEN, Gunicorn
 
-from .conftest import Record, log_lines
+from .conftest import Record
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BODY = {"inputs": [[1, 0, 0], [0, 1, 1], [1, 1, 0]]}
@@ -172,7 +172,7 @@ def test_sigterm_under_load_finishes_in_flight_requests(tmp_path: Path, record: 
     # connections are reset. Those are counted, and must fail at the connection, not later.
     handled = sum(
         1
-        for line in log_lines(server)
+        for line in server.log_lines()
         if line.get("msg") == "request" and line["path"] == "/predict"
     )
     answered = sum(1 for r in load.results if r[2])

@@ -13,7 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from service.errors import CorruptModel
 from service.neuron import Neuron
-from service.store import ModelStore, TrainingMetadata, decode, utc_now
+from service.store import ModelStore, TrainingMetadata, decode
+from tests.factories import training_metadata
 
 from .conftest import Record
 
@@ -28,18 +29,7 @@ def _count(name: str) -> None:
 
 
 def _metadata() -> TrainingMetadata:
-    return TrainingMetadata(
-        source="retrain",
-        seed=1,
-        iterations=10,
-        learning_rate=1.0,
-        loss=0.1,
-        initial_loss=0.3,
-        rows=4,
-        data_sha256="0" * 64,
-        trained_at=utc_now(),
-        duration_seconds=0.01,
-    )
+    return training_metadata()
 
 
 @st.composite

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from service import openapi
 from tests.integration.server import TOKEN, Gunicorn
 
-from .conftest import Record, log_lines
+from .conftest import Record
 
 CHECKS = [
     not_a_server_error,
@@ -95,7 +95,7 @@ def test_fuzzing_summary(fuzzed_server: Gunicorn, record: Record) -> None:
     total = sum(_cases.values())
     server_errors = sum(n for status, n in _statuses.items() if status >= 500)
     fuzzed_server.stop()  # every log line written
-    logged = [line for line in log_lines(fuzzed_server) if line["level"] in ("error", "critical")]
+    logged = [line for line in fuzzed_server.log_lines() if line["level"] in ("error", "critical")]
     record(
         load=f"{total} generated cases over {len(_cases)} operation/auth pairs "
         f"(Schemathesis {schemathesis.__version__}, positive and negative)",

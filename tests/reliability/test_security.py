@@ -19,7 +19,7 @@ import requests
 from service.settings import MIN_TOKEN_LENGTH
 from tests.integration.server import ROOT, TOKEN, Gunicorn, free_port
 
-from .conftest import Record, log_lines
+from .conftest import Record
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -67,7 +67,7 @@ def test_no_version_banner_nosniff_everywhere_and_the_token_never_shown(
     assert no_nosniff == []
     assert shown == []
     assert TOKEN not in log
-    assert log_lines(shared_server)  # the log was written, so its check meant something
+    assert shared_server.log_lines()  # the log was written, so its check meant something
 
 
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

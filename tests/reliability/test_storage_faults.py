@@ -15,7 +15,7 @@ import pytest
 from service.store import TEMP_PREFIX, ModelStore
 from tests.integration.server import TOKEN, Gunicorn
 
-from .conftest import Record, log_lines
+from .conftest import Record
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,7 +51,7 @@ def _wait_for_both_workers(server: Gunicorn) -> None:
     open for writing, and a read-only remount would fail with EBUSY."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        lines = log_lines(server)
+        lines = server.log_lines()
         if len({line["pid"] for line in lines if "serving model" in line["msg"]}) >= 2:
             return
         time.sleep(0.05)
