@@ -69,33 +69,40 @@ def read_json(optional: bool = False, assume_json: bool = False) -> Any:
     except orjson.JSONDecodeError as exc:
         raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from None
     quotes = body.count(b'"')
-    if quotes != _quotes(payload):
+    keys, strings = _quotes(payload)
+    if quotes != keys + strings:
         _refuse_duplicate_keys(body)
     # numpy reads True and "1" as 1.0: the matrix check looks at each value unless the body
     # holds neither (every quote mark belongs to a key).
-    g.may_hold_non_numbers = (
-        b"true" in body or b"false" in body or quotes != _quotes(payload, strings=False)
-    )
+    g.may_hold_non_numbers = b"true" in body or b"false" in body or quotes != keys
     return payload
 
 
-def _quotes(value: Any, strings: bool = True, depth: int = 0) -> int:
-    """Quote marks the parsed keys and strings account for (never more than the body holds).
+def _quotes(value: Any, depth: int = 0) -> tuple[int, int]:
+    """Quote marks the parsed (keys, string values) account for; never more than the body holds.
 
     orjson keeps the last of duplicate keys silently; a dropped key leaves its quotes in the
     body but not in the payload, so equal counts prove there was none. Rows of numbers and
     deep nesting are not walked: that can only undercount, which sends the body to the exact
-    check below. ``strings=False`` counts the keys' quote marks only.
+    check below.
     """
     if isinstance(value, str):
-        return 2 if strings else 0
+        return 0, 2
+    keys = strings = 0
     if depth > _MAX_WALK_DEPTH:
-        return 0
+        return keys, strings
     if isinstance(value, dict):
-        return sum(2 + _quotes(item, strings, depth + 1) for item in value.values())
-    if isinstance(value, list) and value and not _numbers(value):
-        return sum(_quotes(item, strings, depth + 1) for item in value)
-    return 0
+        keys = 2 * len(value)
+        items: Any = value.values()
+    elif isinstance(value, list) and value and not _numbers(value):
+        items = value
+    else:
+        return keys, strings
+    for item in items:
+        more_keys, more_strings = _quotes(item, depth + 1)
+        keys += more_keys
+        strings += more_strings
+    return keys, strings
 
 
 def _numbers(items: list[Any]) -> bool:
