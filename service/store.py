@@ -257,8 +257,9 @@ class ModelStore:
             training=training,
         )
         path = self.path(document.version)
+        raw = encode(document)
         try:
-            self._write_atomic(path, encode(document))
+            self._write_atomic(path, raw)
             try:
                 self._write_atomic(self._pointer, f"{document.version}\n".encode())
             except OSError:
@@ -267,7 +268,7 @@ class ModelStore:
         except OSError as exc:
             raise _storage_error(exc) from exc
         self._prune()
-        return decode(encode(document))
+        return decode(raw)  # what a reader will get: the same verified bytes
 
     def point_to_latest_locked(self) -> ModelRecord | None:
         """Under lock(): drop leftover temp files, make CURRENT name the newest valid version."""
