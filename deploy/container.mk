@@ -14,7 +14,7 @@ deploy-tools: $(DEPLOY_TOOLS)  ## Install the pinned hadolint and Compose v2 int
 
 lint-docker: $(DEPLOY_TOOLS)  ## hadolint the Dockerfile and validate docker-compose.yml (no engine needed).
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
-	NEURON_ADMIN_TOKEN=lint-placeholder-0123456789 GRAFANA_ADMIN_PASSWORD=lint-placeholder \
+	NEURON_ADMIN_TOKEN= GRAFANA_ADMIN_PASSWORD= \
 		$(COMPOSE_BIN) -f docker-compose.yml config --quiet
 
 test-container: $(DEPLOY_TOOLS)  ## Deploy checks + live Prometheus, then build and run the image on a real Docker engine.

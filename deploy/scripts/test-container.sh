@@ -9,8 +9,11 @@
 #   3. engine    An already running Docker engine, or (as root) a private dockerd with its own
 #                data-root, exec-root and socket in a temp dir, no bridge and no iptables rules,
 #                stopped by its PID at the end. Then the local base image (deploy/scripts/
-#                base-image.sh, cached) and tests/deploy/test_container.py: build, run, HTTP,
-#                retrain, restart keeps the model, non-root uid, `down -v`.
+#                base-image.sh, cached), then the whole compose stack from fresh clones of HEAD
+#                (Prometheus and Grafana as local stand-ins: no registry is reachable):
+#                tests/deploy/test_first_start.py (no .env: secrets generated on first start)
+#                and tests/deploy/test_container.py (.env with chosen secrets; the image: HTTP,
+#                retrain, restart keeps the model, non-root uid, `down -v`).
 #
 # With CI=true every stage is mandatory and fails loudly. Elsewhere a stage that cannot run
 # (no root, no engine) is skipped with one line saying why.
@@ -70,7 +73,8 @@ timed "packages" install_packages
 # --- 2. engine-free checks ------------------------------------------------------------------
 say "deploy checks: static files, and a live Prometheus against a real gunicorn"
 timed "deploy checks" env NEURON_DEPLOY_TESTS=1 "$VENV/bin/pytest" -p no:cacheprovider \
-    tests/deploy --ignore=tests/deploy/test_container.py --durations=5
+    tests/deploy --ignore=tests/deploy/test_container.py --ignore=tests/deploy/test_first_start.py \
+    --durations=5
 
 # --- 3. the Docker engine -------------------------------------------------------------------
 engine_dir=""
@@ -166,6 +170,6 @@ fi
 say "container test with $($compose version --short 2>/dev/null || echo "$compose"), base $BASE_IMAGE"
 timed "container test" env NEURON_DEPLOY_TESTS=1 NEURON_COMPOSE="$compose" \
     NEURON_COMPOSE_FILES="${compose_files[*]}" "$VENV/bin/pytest" -p no:cacheprovider \
-    tests/deploy/test_container.py --durations=10
+    tests/deploy/test_container.py tests/deploy/test_first_start.py --durations=10
 stop_engine
 say "done in $((SECONDS - started)) s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,12 @@ def tool(name: str) -> str:
     if IN_CI:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stack_images() -> Iterator[None]:
+    """The images the Stacks of this run share (one build, then cache): removed at the end."""
+    from .stack import remove_images
+
+    yield
+    remove_images(dict(os.environ))

@@ -1,117 +1,65 @@
-"""The image and docker-compose.yml on a real Docker engine (run by `make test-container`).
+"""The image and docker-compose.yml on a real Docker engine, with the user's own secrets in `.env`.
 
-deploy/scripts/test-container.sh provides the engine (DOCKER_HOST), the compose command
-(NEURON_COMPOSE), the compose files (NEURON_COMPOSE_FILES) and the base image (BASE_IMAGE). The
-`neuron` service is built and started alone (`--no-deps`: Prometheus' and Grafana's images come
-from a registry CI cannot reach), on a free 127.0.0.1 port, under a project name of its own.
+Run by `make test-container` (see tests/deploy/stack.py for what is real: everything but the
+Prometheus and Grafana images). A fresh clone gets a `.env` holding a chosen admin token and
+Grafana password, as .env.example describes; the stack must use exactly those. The first start
+with no `.env` at all is tests/deploy/test_first_start.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shlex
-import subprocess
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .conftest import ROOT
-from .procs import free_port, wait_until
-
-HEALTHY_TIMEOUT = 150.0
-BUILD_TIMEOUT = 900.0
+from .stack import Stack, clone
 
 
-class Project:
-    def __init__(self) -> None:
-        self.name = f"neuron-ci-{os.getpid()}"
-        self.port = free_port()
-        self.token = secrets.token_urlsafe(24)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = shlex.split(os.environ.get("NEURON_COMPOSE", "docker compose"))
-        self.files = shlex.split(os.environ.get("NEURON_COMPOSE_FILES", "-f docker-compose.yml"))
-        self.env = {
-            **os.environ,
-            "NEURON_ADMIN_TOKEN": self.token,
-            "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-            "NEURON_PORT": str(self.port),
-            "NEURON_IMAGE_TAG": self.name,
-            "DOCKER_BUILDKIT": "0",
-            "COMPOSE_BAKE": "false",
-        }
-        self.image = f"neuron-service:{self.name}"
+class Project(Stack):
+    """A clone whose `.env` is .env.example filled in with a chosen token and password."""
 
-    def compose(self, *args: str, timeout: float = 300) -> str:
-        argv = [*self.command, *self.files, "-p", self.name, *args]
-        result = subprocess.run(
-            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        assert result.returncode == 0, f"{shlex.join(argv)}:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def docker(self, *args: str) -> str:
-        result = subprocess.run(
-            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def container(self) -> str:
-        ids = self.compose("ps", "-q", "neuron").split()
-        assert len(ids) == 1, ids
-        return ids[0]
-
-    def wait_healthy(self) -> None:
-        container = self.container()
-
-        def healthy() -> bool:
-            state = json.loads(self.docker("inspect", "-f", "{{json .State}}", container))
-            assert state["Status"] in ("created", "running", "restarting"), state
-            return bool(state.get("Health", {}).get("Status") == "healthy")
-
-        try:
-            wait_until(healthy, HEALTHY_TIMEOUT, "the neuron container to be healthy", 1.0)
-        except TimeoutError:
-            print(self.compose("logs", "--no-color", "neuron")[-4000:])
-            raise
-
-    def exec(self, *argv: str) -> str:
-        return self.compose("exec", "-T", "neuron", *argv).strip()
+    def __init__(self, directory: Path) -> None:
+        super().__init__("env", directory)
+        self.chosen_token = secrets.token_urlsafe(24)
+        self.chosen_password = secrets.token_urlsafe(12)
+        example = (directory / ".env.example").read_text(encoding="utf-8")
+        filled = example.replace(
+            "NEURON_ADMIN_TOKEN=\n", f"NEURON_ADMIN_TOKEN={self.chosen_token}\n"
+        ).replace("GRAFANA_ADMIN_PASSWORD=\n", f"GRAFANA_ADMIN_PASSWORD={self.chosen_password}\n")
+        assert self.chosen_token in filled and self.chosen_password in filled
+        (directory / ".env").write_text(filled, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
-def project() -> Iterator[Project]:
-    project = Project()
+def project(tmp_path_factory: pytest.TempPathFactory, stack_images: None) -> Iterator[Project]:
+    stack = Project(clone(tmp_path_factory.mktemp("env-clone") / "neuron-service"))
     try:
-        started = time.monotonic()
-        project.compose("build", "neuron", timeout=BUILD_TIMEOUT)
-        print(f"\nimage built in {time.monotonic() - started:.0f} s")
-        started = time.monotonic()
-        project.compose("up", "-d", "--no-deps", "--no-build", "neuron")
-        project.wait_healthy()
-        print(f"container healthy in {time.monotonic() - started:.0f} s")
-        yield project
+        stack.build()
+        stack.up()
+        yield stack
     finally:
-        subprocess.run(
-            [*project.command, *project.files, "-p", project.name, "down", "-v", "--rmi", "local"],
-            cwd=ROOT,
-            env=project.env,
-            capture_output=True,
-            timeout=180,
-            check=False,
-        )
-        subprocess.run(
-            ["docker", "image", "rm", "-f", project.image],
-            env=project.env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        stack.down("-v")
+
+
+def test_the_chosen_token_is_the_one_served(project: Project) -> None:
+    chosen = project.chosen_token
+    assert project.token() == chosen
+    assert project.retrain(None).status_code == 401
+    wrong = chosen[:-1] + ("A" if chosen[-1] != "A" else "B")
+    assert project.retrain(wrong).status_code == 401
+    assert project.retrain(chosen).status_code == 200
+
+
+def test_the_chosen_grafana_password_is_the_one_set(project: Project) -> None:
+    chosen = project.chosen_password
+    assert project.grafana_password() == chosen
+    assert project.grafana_user(chosen) == 200
+    assert project.grafana_user(chosen + "x") == 401
 
 
 def image_config(project: Project) -> dict[str, Any]:
@@ -172,7 +120,7 @@ def test_retrain_survives_restart(project: Project) -> None:
     before = requests.get(f"{project.url}/model", timeout=10).json()
     retrain = requests.post(
         f"{project.url}/admin/retrain",
-        headers={"Authorization": f"Bearer {project.token}"},
+        headers={"Authorization": f"Bearer {project.chosen_token}"},
         json={"seed": 7},
         timeout=60,
     )

@@ -20,8 +20,9 @@ from .conftest import IN_CI, ROOT, compose, tool
 DASHBOARD = ROOT / "deploy/grafana/dashboards/neuron-service.json"
 DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
 PROMETHEUS_DIR = ROOT / "deploy/prometheus"
-# Dummy values for the variables docker-compose.yml requires (it refuses to run without them).
-COMPOSE_ENV = {"NEURON_ADMIN_TOKEN": "x" * 16, "GRAFANA_ADMIN_PASSWORD": "placeholder"}
+# The secrets a user may set in .env; unset, the stack generates them on its first start.
+SECRET_VARIABLES = ("NEURON_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD")
+NO_SECRETS = dict.fromkeys(SECRET_VARIABLES, "")
 
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -32,12 +33,19 @@ def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def compose_config(*extra: str, env: dict[str, str] | None = None) -> Any:
+    """`docker compose config` with no secret set (or with env), from a directory with no .env."""
     result = run(
-        [compose(), "-f", "docker-compose.yml", "config", *extra],
-        **(COMPOSE_ENV if env is None else env),
+        [compose(), "-f", "docker-compose.yml", "--project-directory", str(ROOT), "config", *extra],
+        **(NO_SECRETS if env is None else env),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def services(env: dict[str, str] | None = None) -> dict[str, Any]:
+    config = json.loads(compose_config("--format", "json", env=env))
+    assert isinstance(config["services"], dict)
+    return config["services"]
 
 
 def test_hadolint_clean_at_warning_level() -> None:
@@ -62,15 +70,86 @@ def test_compose_file_is_valid() -> None:
     compose_config("--quiet")
 
 
-def test_compose_refuses_to_start_without_secrets() -> None:
-    """No real default token or password: unset, Compose stops with a message naming the .env."""
-    result = run(
-        [compose(), "-f", "docker-compose.yml", "config", "--quiet"],
-        NEURON_ADMIN_TOKEN="",
-        GRAFANA_ADMIN_PASSWORD="",
+def test_compose_needs_no_variable_and_ships_no_secret() -> None:
+    """A fresh clone starts with nothing set; no service carries a default token or password."""
+    config = services()
+    assert {name: config["secrets"]["environment"][name] for name in SECRET_VARIABLES} == NO_SECRETS
+    for name, service in config.items():
+        env = service.get("environment") or {}
+        if name != "secrets":
+            assert not set(env) & {"NEURON_ADMIN_TOKEN", "GF_SECURITY_ADMIN_PASSWORD"}, name
+    assert "NEURON_ADMIN_TOKEN_FILE" in config["neuron"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in config["grafana"]["environment"]
+
+
+def test_values_set_by_the_user_reach_only_the_secrets_service() -> None:
+    chosen = {"NEURON_ADMIN_TOKEN": "chosen-token-0123456789", "GRAFANA_ADMIN_PASSWORD": "pw-42"}
+    config = services(env=chosen)
+    assert {k: config["secrets"]["environment"][k] for k in SECRET_VARIABLES} == chosen
+    rendered = json.dumps({k: v for k, v in config.items() if k != "secrets"})
+    assert not any(value in rendered for value in chosen.values())
+
+
+def secret_files(config: dict[str, Any]) -> dict[str, tuple[str, int, int]]:
+    """What the secrets service writes: file path in its container -> (volume, uid, gid)."""
+    command = config["secrets"]["command"]
+    assert command[:3] == ["python", "-m", "service.secretfiles"], command
+    mounts = {m["target"]: m["source"] for m in config["secrets"]["volumes"]}
+    files = {}
+    for spec in command[3:]:
+        path, _, rest = spec.rpartition("=")
+        uid, gid = (int(n) for n in rest.split(":")[:2])
+        files[path] = (mounts[str(Path(path).parent)], uid, gid)
+    return files
+
+
+@pytest.mark.parametrize(
+    ("service", "variable", "reader_uid"),
+    [
+        ("neuron", "NEURON_ADMIN_TOKEN_FILE", "dockerfile"),
+        # the grafana/grafana-oss image runs as 472:0
+        ("grafana", "GF_SECURITY_ADMIN_PASSWORD__FILE", (472, 0)),
+    ],
+)
+def test_each_service_reads_the_file_the_secrets_service_writes_for_it(
+    service: str, variable: str, reader_uid: str | tuple[int, int]
+) -> None:
+    config = services()
+    path = Path(config[service]["environment"][variable])
+    mounts = {m["target"]: m for m in config[service]["volumes"]}
+    mount = mounts[str(path.parent)]
+    assert mount["type"] == "volume" and mount.get("read_only") is True, mount
+    written = {
+        (volume, Path(file).name): (uid, gid)
+        for file, (volume, uid, gid) in secret_files(config).items()
+    }
+    owner = written[(mount["source"], path.name)]
+    if reader_uid == "dockerfile":
+        user = re.search(r"^USER\s+(\d+):(\d+)", (ROOT / "Dockerfile").read_text(), re.M)
+        assert user is not None
+        reader_uid = (int(user.group(1)), int(user.group(2)))
+    assert owner == reader_uid
+    # and no other service mounts that volume
+    others = [
+        name
+        for name, other in config.items()
+        if name not in (service, "secrets")
+        and any(m.get("source") == mount["source"] for m in other.get("volumes", []))
+    ]
+    assert not others
+    assert config[service]["depends_on"]["secrets"]["condition"] == (
+        "service_completed_successfully"
     )
-    assert result.returncode != 0
-    assert ".env" in result.stderr
+
+
+def test_the_secrets_service_runs_once_with_little_power() -> None:
+    secrets_service = services()["secrets"]
+    assert secrets_service["restart"] == "no"
+    assert secrets_service["network_mode"] == "none"
+    assert secrets_service["read_only"] is True
+    assert secrets_service["cap_drop"] == ["ALL"]
+    assert set(secrets_service["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert "ports" not in secrets_service
 
 
 def test_compose_works_for_v1_too() -> None:
@@ -88,7 +167,7 @@ def test_compose_v1_29_accepts_the_file() -> None:
         pytest.skip("Debian's docker-compose (1.29) is not installed")
     version = run([str(v1), "version", "--short"])
     assert version.stdout.startswith("1.29"), version.stdout
-    result = run([str(v1), "-f", "docker-compose.yml", "config", "-q"], **COMPOSE_ENV)
+    result = run([str(v1), "-f", "docker-compose.yml", "config", "-q"], **NO_SECRETS)
     assert result.returncode == 0, result.stderr
 
 
@@ -112,8 +191,8 @@ def test_example_env_ships_no_secret() -> None:
         for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#")
     )
-    assert set(COMPOSE_ENV) <= set(values)
-    assert all(values[name] == "" for name in COMPOSE_ENV)
+    assert set(SECRET_VARIABLES) <= set(values)
+    assert all(values[name] == "" for name in SECRET_VARIABLES)
 
 
 def test_promtool_accepts_config_and_rules() -> None:
