@@ -112,7 +112,7 @@ class Stack:
             return False
 
     def container(self, service: str = "neuron") -> str:
-        ids = self.compose("ps", "-q", service).split()
+        ids = self.compose("ps", "-a", "-q", service).split()
         assert len(ids) == 1, ids
         return ids[0]
 

@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +76,8 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     if os.environ["STANDIN_ROLE"] == "grafana":
         resolve_file_variables(os.environ)
+    # PID 1 ignores SIGTERM without a handler: `docker stop` would wait its 10 s, then kill.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = int(os.environ["STANDIN_PORT"])
     print(f"stand-in {os.environ['STANDIN_ROLE']} on :{port}", file=sys.stderr, flush=True)
     ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
