@@ -170,6 +170,6 @@ fi
 say "container test with $($compose version --short 2>/dev/null || echo "$compose"), base $BASE_IMAGE"
 timed "container test" env NEURON_DEPLOY_TESTS=1 NEURON_COMPOSE="$compose" \
     NEURON_COMPOSE_FILES="${compose_files[*]}" "$VENV/bin/pytest" -p no:cacheprovider \
-    tests/deploy/test_container.py tests/deploy/test_first_start.py --durations=10
+    tests/deploy/test_first_start.py tests/deploy/test_container.py --durations=10
 stop_engine
 say "done in $((SECONDS - started)) s"

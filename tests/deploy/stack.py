@@ -93,11 +93,14 @@ class Stack:
         self.compose("build", timeout=BUILD_TIMEOUT)
         print(f"\n{self.name}: images built in {time.monotonic() - started:.0f} s")
 
-    def up(self, *extra: str) -> None:
-        """`up -d --wait`, then until neuron's health check passes and Grafana answers."""
+    def up(self, *extra: str, build: bool = False) -> None:
+        """`up -d --wait` (building what is missing if build), then until Grafana answers."""
         started = time.monotonic()
+        timeout = HEALTHY_TIMEOUT + 60 + (BUILD_TIMEOUT if build else 0)
         try:
-            self.compose("up", "-d", "--no-build", "--wait", *extra, timeout=HEALTHY_TIMEOUT + 60)
+            self.compose(
+                "up", "-d", "--wait", *extra, *([] if build else ["--no-build"]), timeout=timeout
+            )
             self.wait_healthy()
             wait_until(self.grafana_answers, 30, "the grafana stand-in", 0.5)
         except (AssertionError, TimeoutError):

@@ -140,5 +140,5 @@ def test_down_removes_container_and_volume(project: Project) -> None:
     volumes_before = project.docker("volume", "ls", "-q", "--filter", f"name={project.name}")
     assert volumes_before.split(), "the stack should keep its model on a named volume"
     project.compose("down", "-v")
-    assert not project.compose("ps", "-q").split()
+    assert not project.compose("ps", "-a", "-q").split()
     assert not project.docker("volume", "ls", "-q", "--filter", f"name={project.name}").split()

@@ -29,8 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, stack_images: None) -> Itera
     assert not (directory / ".env").exists()
     stack = Stack("fresh", directory)
     try:
-        stack.build()
-        stack.up()
+        # As a user would: `up` builds the images itself (this module runs first, so it does).
+        stack.up(build=True)
         yield stack
     finally:
         stack.down("-v")
@@ -99,7 +99,7 @@ def test_the_token_survives_a_restart(stack: Stack, first: dict[str, str]) -> No
 def test_the_secrets_and_the_model_survive_down_and_up(stack: Stack, first: dict[str, str]) -> None:
     version = requests.get(f"{stack.url}/model", timeout=10).json()["version"]
     stack.compose("down")
-    assert not stack.compose("ps", "-q").split()
+    assert not stack.compose("ps", "-a", "-q").split()
     stack.up()
     assert stack.token() == first["token"]
     assert stack.grafana_password() == first["password"]
