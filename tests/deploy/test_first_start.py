@@ -60,6 +60,8 @@ def test_a_long_random_token_is_generated_and_guards_admin(
     assert stack.retrain(token[:-1] + ("A" if token[-1] != "A" else "B")).status_code == 401
     retrain = stack.retrain(token)
     assert retrain.status_code == 200, retrain.text
+    logs = stack.compose("logs", "--no-color")
+    assert token not in logs and password not in logs, "a secret was logged"
 
 
 def test_each_secret_is_readable_only_by_its_reader(stack: Stack) -> None:
