@@ -135,17 +135,16 @@ def test_a_person_predicts_and_retrains_from_the_docs_page(
     model = _operation(page, "operations-model-get_model")
     expect(_execute(model)).to_contain_text('"version": 2')
 
-    violations = page.evaluate("window.__violations")
-    assert violations == []
-    assert recorder.console_errors == []
-    assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
-
     # Every request the browser made went to the service itself, and these are among them.
     assert recorder.requests
-    assert {_origin(url) for url in recorder.requests} == {_origin(server.url)}
+    assert {_origin(url) for url in recorder.requests} == {_origin(server.url)}, recorder.requests
     paths = {urlsplit(url).path for url in recorder.requests}
     assert {"/", "/docs", "/openapi.json", "/docs/swagger-ui-bundle.js", "/docs/init.js"} <= paths
     assert {"/predict", "/admin/retrain", "/model"} <= paths
+
+    assert page.evaluate("window.__violations") == []
+    assert recorder.console_errors == []
+    assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
 
 
 def test_the_page_breaks_visibly_if_the_csp_blocks_it(
