@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_missing_binary_is_installed_as_root(
     missing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(chromium.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(chromium, "_apt", _fake_apt(calls, missing, False))
     assert chromium.ensure() is None
     assert calls == [("install", "-y", "chromium")]
@@ -52,7 +53,7 @@ def test_fresh_machine_updates_the_lists_then_installs(
     missing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(chromium.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(chromium, "_apt", _fake_apt(calls, missing, True))
     assert chromium.ensure() is None
     assert calls == [("install", "-y", "chromium"), ("update",), ("install", "-y", "chromium")]
@@ -62,7 +63,7 @@ def test_not_root_says_why_and_installs_nothing(
     missing: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(chromium.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(chromium, "_apt", _fake_apt(calls, missing, False))
     problem = chromium.ensure()
     assert problem is not None and "not root" in problem

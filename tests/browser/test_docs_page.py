@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,7 +183,8 @@ def test_docs_headers_under_gunicorn(shared_server: Gunicorn) -> None:
 
 
 @pytest.fixture
-def docs_disabled(tmp_path: Path) -> Callable[[], Gunicorn]:
+def docs_disabled(tmp_path: Path) -> Iterator[Callable[[], Gunicorn]]:
+    """Starts gunicorn with NEURON_DOCS_ENABLED=false; stopped afterwards."""
     servers: list[Gunicorn] = []
 
     def start() -> Gunicorn:
@@ -191,7 +192,7 @@ def docs_disabled(tmp_path: Path) -> Callable[[], Gunicorn]:
         servers.append(server)
         return server
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in servers:
         server.stop()
 
