@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest lock clean
+.PHONY: help venv run test lint typecheck pytest chromium screenshot lock clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ typecheck: $(STAMP)  ## mypy --strict over service/.
 
 pytest: $(STAMP)  ## Unit and integration tests (integration ones start real gunicorn).
 	$(BIN)/pytest
+
+chromium:  ## Debian's chromium for the browser tests (apt-get, only if absent and root).
+	$(PYTHON) -m tests.browser.chromium
+
+screenshot: $(STAMP)  ## Refresh docs/img/docs.png (the README's /docs screenshot) from the browser test.
+	NEURON_UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/browser -q -k predicts_and_retrains
 
 lock:  ## Re-pin requirements*.lock from pyproject.toml in a throw-away venv.
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -13,6 +13,7 @@ import tempfile
 import time
 import timeit
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,56 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
             {"predictions": p_many.tolist(), "model_version": 1}
         ),
     }
-    return {name: _best_us(fn, budget) for name, fn in cases.items()}
+    out = {name: _best_us(fn, budget) for name, fn in cases.items()}
+    out.update(docs_cost(rounds=10 if quick else 30))
+    return out
+
+
+def docs_cost(rounds: int = 30, number: int = 100) -> dict[str, dict[str, float]]:
+    """POST /predict (1 row) with the /docs page enabled vs disabled: the page costs it nothing.
+
+    Through Flask's test client (the whole app: hooks, routing, handler), and the URL match
+    alone, the one step the page's routes could touch. The two apps alternate in short
+    rounds (A B, B A, ...) so that a shared machine's drift touches both alike; the
+    difference is taken per round.
+    """
+    from service.app import create_app
+    from service.settings import Settings
+
+    body = orjson.dumps({"inputs": [[1, 0, 0]]})
+    steps: dict[str, list[Callable[[], Any]]] = {
+        "POST /predict 1 row (test client)": [],
+        "URL match of POST /predict": [],
+    }
+    with tempfile.TemporaryDirectory() as model_dir:
+        for enabled in (True, False):
+            settings = Settings(model_dir=model_dir, docs_enabled=enabled, log_level="warning")
+            app = create_app(settings)
+            client = app.test_client()
+            steps["POST /predict 1 row (test client)"].append(
+                partial(client.post, "/predict", data=body, content_type="application/json")
+            )
+            steps["URL match of POST /predict"].append(
+                partial(app.url_map.bind("localhost").match, "/predict", "POST")
+            )
+        out: dict[str, dict[str, float]] = {}
+        for name, (enabled_fn, disabled_fn) in steps.items():
+            enabled_fn(), disabled_fn()  # warm-up
+            on: list[float] = []
+            off: list[float] = []
+            for i in range(rounds):
+                pair = [(enabled_fn, on), (disabled_fn, off)]
+                for fn, samples in pair if i % 2 == 0 else reversed(pair):
+                    samples.append(timeit.timeit(fn, number=number) / number * 1e6)
+            diff = [a - b for a, b in zip(on, off, strict=True)]
+            out[f"{name}, /docs enabled"] = _summary(on)
+            out[f"{name}, /docs disabled"] = _summary(off)
+            out[f"{name}: enabled minus disabled, per round"] = _summary(diff)
+        return out
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {"median_us": statistics.median(samples), "min_us": min(samples)}
 
 
 def gc_cost(requests: int = 30) -> dict[str, dict[str, float]]:

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import admin, api, logs, oip, ops
+from . import admin, api, docs, logs, oip, ops
 from .serving import ModelServer
 from .settings import Settings
 from .web import install_hooks, register_error_handlers
@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["neuron_token"] = None if token is None else token.encode()
     for blueprint in (api.bp, admin.bp, ops.bp, oip.bp):
         app.register_blueprint(blueprint)
+    if settings.docs_enabled:  # off: /docs and its assets are not routes at all (404)
+        app.register_blueprint(docs.bp)
     register_error_handlers(app)
     install_hooks(app)
     try:

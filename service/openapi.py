@@ -12,6 +12,8 @@ from pydantic.json_schema import models_json_schema
 
 from . import __version__
 from .oip_schemas import (
+    INPUT_NAME,
+    MODEL_NAME,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
@@ -26,6 +28,7 @@ from .schemas import (
     EvaluateRequest,
     EvaluateResponse,
     Health,
+    Index,
     ModelInfo,
     PredictRequest,
     PredictResponse,
@@ -53,6 +56,27 @@ _V2_MODEL = "/v2/models/{model_name}"
 _V2_VERSION = "/v2/models/{model_name}/versions/{model_version}"
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
+# Request bodies the interactive page (/docs) fills in, so that "Try it out" then "Execute"
+# works unchanged; tests/test_openapi.py validates each through the service's own schemas.
+PREDICT_EXAMPLE = {"inputs": [[1, 0, 0]]}
+EVALUATE_EXAMPLE = {"inputs": [[1, 0, 0], [0, 1, 1]], "targets": [1, 0]}
+RETRAIN_EXAMPLE = {  # the classic four rows, trained with the defaults: the default model again
+    "inputs": [[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]],
+    "targets": [0, 1, 1, 0],
+    "seed": 1,
+}
+ROLLBACK_EXAMPLE = {"version": 1}
+INFER_EXAMPLE = {
+    "inputs": [{"name": INPUT_NAME, "shape": [1, 3], "datatype": "FP64", "data": [1, 0, 0]}]
+}
+PARAMETER_EXAMPLES = {"model_name": MODEL_NAME, "model_version": "1"}
+TAGS = (
+    ("model", "Predict, evaluate and inspect the serving model"),
+    ("admin", "Retrain and roll back; send the admin token with Authorize"),
+    ("operations", "Index, health, metrics and this document"),
+    ("v2", "The Open Inference Protocol (KServe V2)"),
+)
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -66,16 +90,18 @@ class Operation:
     admin: bool = False
     media_type: str = "application/json"
     error_response: type[BaseModel] = ErrorResponse
+    example: dict[str, Any] | None = None
+    html: bool = False  # also answers text/html to a client asking for it first
 
 
 OPERATIONS = (
     Operation(
         "/predict", "post", "Probabilities for a batch of rows", PredictResponse,
-        PredictRequest, (*_JSON_BODY, 503),
+        PredictRequest, (*_JSON_BODY, 503), example=PREDICT_EXAMPLE,
     ),
     Operation(
         "/evaluate", "post", "Loss and accuracy on labelled rows", EvaluateResponse,
-        EvaluateRequest, (*_JSON_BODY, 503),
+        EvaluateRequest, (*_JSON_BODY, 503), example=EVALUATE_EXAMPLE,
     ),
     Operation("/model", "get", "Metadata of the serving version", ModelInfo, errors=(503,)),
     Operation("/healthz", "get", "Liveness", Health),
@@ -85,12 +111,17 @@ OPERATIONS = (
     ),
     Operation("/openapi.json", "get", "This document", None),
     Operation(
+        "/", "get", "Index: name, version, serving model version and links", Index, html=True
+    ),
+    Operation(
         "/admin/retrain", "post", "Train and promote a new version", RetrainResponse,
         RetrainRequest, (*_JSON_BODY, 401, 403, 503, 507), body_required=False, admin=True,
+        example=RETRAIN_EXAMPLE,
     ),
     Operation(
         "/admin/rollback", "post", "Serve a kept version again, as a new version", ModelInfo,
         RollbackRequest, (*_JSON_BODY, 401, 403, 404, 503, 507), admin=True,
+        example=ROLLBACK_EXAMPLE,
     ),
     # The Open Inference Protocol (KServe V2): its errors are {"error": "..."}.
     Operation("/v2", "get", "V2: server metadata", ServerMetadata, error_response=OipErrorResponse),
@@ -120,11 +151,12 @@ OPERATIONS = (
     Operation(
         f"{_V2_MODEL}/infer", "post", "V2: inference with the serving version",
         InferenceResponse, InferenceRequest, (400, 413, 415, 503),
-        error_response=OipErrorResponse,
+        error_response=OipErrorResponse, example=INFER_EXAMPLE,
     ),
     Operation(
         f"{_V2_VERSION}/infer", "post", "V2: inference with a kept version", InferenceResponse,
         InferenceRequest, (400, 413, 415, 503), error_response=OipErrorResponse,
+        example=INFER_EXAMPLE,
     ),
 )  # fmt: skip
 
@@ -151,29 +183,47 @@ def _operation(op: Operation) -> dict[str, Any]:
         ok_schema = _ref(op.response)
     else:  # /metrics is text; /openapi.json is this document, a JSON object
         ok_schema = {"type": "object" if op.media_type == "application/json" else "string"}
-    responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": {op.media_type: {"schema": ok_schema}}}
-    }
+    ok_content: dict[str, Any] = {op.media_type: {"schema": ok_schema}}
+    if op.html:
+        ok_content["text/html"] = {"schema": {"type": "string"}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": ok_content}}
     for status in sorted({*op.errors, *_ALWAYS}):
         responses[str(status)] = {
             "description": _REASONS[status],
             "content": {"application/json": {"schema": _ref(op.error_response)}},
         }
-    spec: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    spec: dict[str, Any] = {"summary": op.summary, "tags": [_tag(op.path)], "responses": responses}
     parameters = _PATH_PARAMETER.findall(op.path)
     if parameters:
         spec["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "example": PARAMETER_EXAMPLES[name],
+            }
             for name in parameters
         ]
     if op.request is not None:
-        spec["requestBody"] = {
-            "required": op.body_required,
-            "content": {"application/json": {"schema": _ref(op.request)}},
-        }
+        body: dict[str, Any] = {"schema": _ref(op.request)}
+        if op.example is not None:
+            body["example"] = op.example
+        spec["requestBody"] = {"required": op.body_required, "content": {"application/json": body}}
     if op.admin:
         spec["security"] = [{"bearer": []}]
     return spec
+
+
+def _tag(path: str) -> str:
+    """The group the interactive page shows an operation in."""
+    if path.startswith("/v2"):
+        return "v2"
+    if path.startswith("/admin/"):
+        return "admin"
+    if path in ("/predict", "/evaluate", "/model"):
+        return "model"
+    return "operations"
 
 
 @cache
@@ -183,11 +233,23 @@ def document() -> dict[str, Any]:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "neuron-service", "version": __version__},
+        "info": {
+            "title": "neuron-service",
+            "version": __version__,
+            "description": "One sigmoid neuron, served. The /admin endpoints need the admin "
+            "token: Authorize, or an Authorization: Bearer header.",
+        },
+        "tags": [{"name": name, "description": text} for name, text in TAGS],
         "paths": paths,
         "components": {
             "schemas": _schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The admin token (NEURON_ADMIN_TOKEN).",
+                }
+            },
         },
     }
 

@@ -1,15 +1,43 @@
-"""Blueprint: operations — liveness, readiness, metrics and the OpenAPI document."""
+"""Blueprint: operations — the index, liveness, readiness, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app, request
 
-from . import metrics, openapi
+from . import __version__, docs, metrics, openapi
 from .api import server
-from .schemas import Health
+from .schemas import Health, Index
 from .web import json_response
 
 bp = Blueprint("ops", __name__)
+
+SERVICE_NAME = "neuron-service"
+_LINKS = {
+    "openapi": "/openapi.json",
+    "model": "/model",
+    "readyz": "/readyz",
+    "metrics": "/metrics",
+    "v2": "/v2",
+}
+
+
+@bp.get("/")
+def index() -> Response:
+    """Where to go next, as JSON; as a page of links for a client asking for HTML first."""
+    links = {"docs": "/docs", **_LINKS} if "docs" in current_app.blueprints else dict(_LINKS)
+    body = Index(
+        name=SERVICE_NAME,
+        version=__version__,
+        model_version=server().serving_version(),
+        links=links,
+    )
+    if request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html":
+        response = Response(docs.index_page(body), content_type="text/html; charset=utf-8")
+        response.headers["Content-Security-Policy"] = docs.INDEX_CSP
+    else:
+        response = json_response(body)
+    response.vary.add("Accept")
+    return response
 
 
 @bp.get("/healthz")

@@ -162,6 +162,18 @@ class ModelInfo(BaseModel):
     kept_versions: list[int]
 
 
+class Index(BaseModel):
+    name: str
+    version: str = Field(description="The service's version.")
+    model_version: int | None = Field(
+        description="The serving model version; null while none is loaded."
+    )
+    links: dict[str, str] = Field(
+        description="Where to go next, by name: docs (when enabled), openapi, model, readyz, "
+        "metrics, v2."
+    )
+
+
 class Health(BaseModel):
     status: Literal["ok", "ready"]
     model_version: int | None = None

@@ -15,6 +15,7 @@ from .errors import (
     NotFound,
     NotReady,
     PayloadTooLarge,
+    ServiceError,
     StorageUnavailable,
     TrainingRejected,
     validation_error,
@@ -92,6 +93,13 @@ class ModelServer:
             except Exception as exc:
                 raise NotReady(f"no model is loaded: {exc}") from exc
         return self.model.get()
+
+    def serving_version(self) -> int | None:
+        """The serving version, or None while no model can be loaded (never raises)."""
+        try:
+            return self.ready().version
+        except ServiceError:
+            return None
 
     # -- inference ---------------------------------------------------------------------------
 

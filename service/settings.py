@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     )
     bind: str = Field("127.0.0.1:8000", description="Address gunicorn listens on.")
     metrics_enabled: bool = Field(True, description="Observe requests into Prometheus metrics.")
+    docs_enabled: bool = Field(
+        True,
+        description="Serve the interactive API reference at /docs (Swagger UI, its assets from "
+        "the service itself); false answers 404 there, for locked-down deployments.",
+    )
     log_level: str = Field("info", description="Log level of the JSON logs.")
 
     @model_validator(mode="after")
