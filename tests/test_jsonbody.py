@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import MalformedRequest
-from service.jsonbody import JsonBody, decode
+from service.jsonbody import MAX_KEYS, JsonBody, decode
 
 
 class Repeated(Exception):
@@ -177,16 +177,30 @@ def _seconds(body: bytes) -> float:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "small"),
     [
         # n distinct keys, then the first again: quadratic in the old keys.count loop
-        lambda n: ("{" + ",".join(f'"k{i}":1' for i in range(n)) + ',"k0":1}').encode(),
-        lambda n: ("{" + ",".join('"k":1' for _ in range(n)) + "}").encode(),
-        lambda n: ('{"s":"' + '\\"' * n + '"}').encode(),
+        (lambda n: ("{" + ",".join(f'"k{i}":1' for i in range(n)) + ',"k0":1}').encode(), 2_499),
+        (lambda n: ("{" + ",".join('"k":1' for _ in range(n)) + "}").encode(), 2_500),
+        (lambda n: ('{"s":"' + '\\"' * n + '"}').encode(), 50_000),
     ],
     ids=["distinct-keys-and-a-repeat", "one-key-repeated", "escaped-quotes"],
 )
-def test_cost_is_linear(make: Any) -> None:
-    small, large = _seconds(make(20_000)), _seconds(make(80_000))
-    assert large < 0.5
-    assert large / max(small, 1e-4) < 8, (small, large)
+def test_cost_is_linear(make: Any, small: int) -> None:
+    """Four times the size, about four times the time (the old check took sixteen)."""
+    small_s, large_s = _seconds(make(small)), _seconds(make(4 * small))
+    assert large_s < 0.2
+    assert large_s / max(small_s, 1e-3) < 6, (small_s, large_s)
+
+
+def test_too_many_keys_are_refused_before_parsing() -> None:
+    at_limit = ("{" + ",".join(f'"k{i}":1' for i in range(MAX_KEYS)) + "}").encode()
+    assert len(decode(at_limit).payload) == MAX_KEYS
+    over = at_limit[:-1] + b',"x":1}'
+    with pytest.raises(MalformedRequest, match=f"at most {MAX_KEYS}"):
+        decode(over)
+    huge = ("{" + ",".join(f'"k{i}":1' for i in range(400_000)) + "}").encode()
+    started = time.process_time()
+    with pytest.raises(MalformedRequest, match="':' characters"):  # not parsed: cheap
+        decode(huge)
+    assert time.process_time() - started < 0.05
