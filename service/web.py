@@ -56,11 +56,16 @@ def read_json(optional: bool = False, assume_json: bool = False) -> Any:
     """Decoded JSON body; None when ``optional`` and the body is empty.
 
     ``assume_json`` reads a body that names no Content-Type as JSON (one naming another is 415).
+    With ``optional``, None means "no body": a body of JSON null is refused (422), not taken
+    for none.
     """
     body = request.get_data(cache=False)
     if optional and not body:
         return None
-    return jsonbody.decode(_json_bytes(body, assume_json)).payload
+    payload = jsonbody.decode(_json_bytes(body, assume_json)).payload
+    if optional and payload is None:
+        raise _not_an_object()
+    return payload
 
 
 def _json_bytes(body: bytes, assume_json: bool) -> bytes:
@@ -79,14 +84,18 @@ def _validate(
     model: type[Model], payload: Any, numbers_only: bool, context: dict[str, Any] | None
 ) -> Model:
     if not isinstance(payload, dict):
-        raise errors.ValidationFailed(
-            "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
-        )
+        raise _not_an_object()
     ctx = {"numbers_only": numbers_only, **(context or {})}
     try:
         return model.model_validate(payload, context=ctx)
     except ValidationError as exc:
         raise errors.ValidationFailed("the request is invalid", _details(exc)) from None
+
+
+def _not_an_object() -> errors.ValidationFailed:
+    return errors.ValidationFailed(
+        "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
+    )
 
 
 def _details(exc: ValidationError) -> list[errors.Detail]:

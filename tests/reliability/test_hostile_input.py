@@ -76,6 +76,14 @@ CASES: list[tuple[str, str, bytes | None, dict[str, str], int, str | None]] = [
     ("targets outside 0..1 (evaluate)", "/evaluate", b'{"inputs": [[1, 0, 0]], "targets": [1.5]}', JSON, 422, "validation_error"),
     ("negative target (retrain)", "/admin/retrain", b'{"inputs": [[1, 0]], "targets": [-0.1]}', AUTH, 422, "validation_error"),
     ("targets and rows differ", "/evaluate", b'{"inputs": [[1, 0, 0]], "targets": [1, 0]}', JSON, 422, "validation_error"),
+    ("retrain body []", "/admin/retrain", b"[]", AUTH, 422, "validation_error"),
+    ("retrain body 0", "/admin/retrain", b"0", AUTH, 422, "validation_error"),
+    ("retrain body false", "/admin/retrain", b"false", AUTH, 422, "validation_error"),
+    ("retrain body empty string", "/admin/retrain", b'""', AUTH, 422, "validation_error"),
+    ("retrain body null", "/admin/retrain", b"null", AUTH, 422, "validation_error"),
+    ("retrain body [1, 2]", "/admin/retrain", b"[1, 2]", AUTH, 422, "validation_error"),
+    ("rollback body null", "/admin/rollback", b"null", AUTH, 422, "validation_error"),
+    ("20,000 keys and a repeat", "/predict", b"{" + b",".join(b'"k%d":1' % i for i in range(20_000)) + b',"k0":1}', JSON, 400, "malformed_json"),
     ("iterations 0", "/admin/retrain", b'{"iterations": 0}', AUTH, 422, "validation_error"),
     ("iterations past the limit", "/admin/retrain", b'{"iterations": 1000001}', AUTH, 422, "validation_error"),
     ("iterations as a string", "/admin/retrain", b'{"iterations": "100"}', AUTH, 422, "validation_error"),
@@ -193,6 +201,11 @@ OIP_CASES = [
     ("shape and data disagree", _oip(b"[1, 0]"), 400),
     ("deeply nested data", _oip(_nested(1000)), 400),
     ("unknown input name", _oip(b"[1, 0, 0]", name=b"x"), 400),
+    ("shape of strings", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b'["1", "3"]'), 400),
+    ("shape of floats", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b"[1.0, 3.0]"), 400),
+    ("shape with a boolean", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b"[true, 3]"), 400),
+    ("body is null", b"null", 400),
+    ("body is a list", b"[]", 400),
 ]  # fmt: skip
 
 
