@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import time
@@ -204,3 +205,19 @@ def test_too_many_keys_are_refused_before_parsing() -> None:
     with pytest.raises(MalformedRequest, match="':' characters"):  # not parsed: cheap
         decode(huge)
     assert time.process_time() - started < 0.05
+
+
+def test_the_cycle_collector_is_left_as_it_was() -> None:
+    """Large bodies are parsed with the collector paused; it comes back, even after an error."""
+    large, broken = b"[" + b"[1]," * 1000 + b"[1]]", b"[" + b"[1]," * 1000
+    assert gc.isenabled()
+    assert len(decode(large).payload) == 1001
+    with pytest.raises(MalformedRequest):
+        decode(broken)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        decode(large)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
