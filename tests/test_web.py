@@ -9,6 +9,7 @@ import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from service import errors, web
 from service.schemas import PredictRequest, RetrainRequest
@@ -138,3 +139,35 @@ def test_request_id_and_security_headers(client: FlaskClient, supplied: str, kep
     assert (request_id == supplied) is kept
     if not kept:
         assert len(request_id) == 32 and int(request_id, 16) >= 0
+
+
+class _Seen(BaseModel):
+    """Records the validation context it was given."""
+
+    inputs: Any = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _keep(cls, value: Any, info: ValidationInfo) -> Any:
+        contexts.append(dict(info.context or {}))
+        return value
+
+
+contexts: list[dict[str, Any]] = []
+
+
+@pytest.mark.parametrize(
+    ("data", "numbers_only"),
+    [(b'{"inputs": [[1, 0, 0]]}', True), (b'{"inputs": [[1, null, 0]]}', False)],
+)
+def test_parse_json_tells_the_matrix_check_what_the_body_holds(
+    app: Flask, data: bytes, numbers_only: bool
+) -> None:
+    """The fast path of the matrix check (no per-value type check) rests on this fact."""
+    contexts.clear()
+    _call(app, lambda: web.parse_json(_Seen, {"max_rows": 5}), data)
+    assert contexts == [{"numbers_only": numbers_only, "max_rows": 5}]
+    contexts.clear()
+    with app.test_request_context("/x"):
+        web.validate(_Seen, {"inputs": [[1]]})
+    assert contexts == [{"numbers_only": False}]  # no raw body: nothing vouched for
