@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .errors import MalformedRequest
 # refused by a count of ':' before any parse: beyond a few MB, parsers' hash tables of keys
 # fall out of the CPU caches and cost twice as much per key (measured: orjson and json alike).
 MAX_KEYS = 10_000
+_RECURSION_LIMIT = 1_024 + 1_000  # orjson's nesting limit, and the default limit's headroom
 _WALK_DEPTH = 16  # request bodies are shallow; deeper parts are left to the exact check
 _HOPS = 32  # memchr hops before a scan of the whole body is cheaper
 _SMALL = 512  # bytes: below this, plain scans beat the hops' Python loop
@@ -180,6 +182,11 @@ def _unique(pairs: list[tuple[str, Any]]) -> None:
 
 def refuse_duplicate_keys(body: bytes) -> None:
     """MalformedRequest naming the first repeated key (innermost object first), if any."""
+    # Python 3.11's json counts each level against the recursion limit (1,000 by default), so
+    # a body orjson took (at most 1,024 levels) was refused there and not on 3.12+. Raised
+    # once, never lowered: no race between threads.
+    if sys.getrecursionlimit() < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
     try:
         with _no_gc():
             json.loads(body, object_pairs_hook=_unique)
