@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.jsonbody import decode
 from service.neuron import Neuron
 from service.schemas import PredictRequest
 
@@ -42,7 +43,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     many_body = orjson.dumps({"inputs": many})
     x_one, x_many = np.array(one, dtype=float), np.array(many)
     p_many = neuron(x_many)
-    ctx = {"max_rows": 10_000, "may_hold_non_numbers": False}
+    ctx = {"max_rows": 10_000, "numbers_only": True}
     cases: dict[str, Callable[[], Any]] = {
         "forward pass, 1 row": lambda: neuron(x_one),
         "forward pass, 10,000 rows": lambda: neuron(x_many),
@@ -58,6 +59,8 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
         "body -> matrix, 10,000 rows: orjson.loads + PredictRequest": lambda: (
             PredictRequest.model_validate(orjson.loads(many_body), context=ctx)
         ),
+        "read body (jsonbody.decode), 1 row": lambda: decode(one_body),
+        "read body (jsonbody.decode), 10,000 rows": lambda: decode(many_body),
         "orjson decode, 1 row": lambda: orjson.loads(one_body),
         "orjson decode, 10,000 rows": lambda: orjson.loads(many_body),
         "json (stdlib) decode, 10,000 rows": lambda: json.loads(many_body),

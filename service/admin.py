@@ -27,9 +27,11 @@ def require_token() -> None:
 
 @bp.post("/retrain")
 def retrain() -> Response:
-    """No body retrains on the classic set with the defaults."""
+    """No body retrains on the classic set with the defaults; any other body must be an object."""
     payload = read_json(optional=True)
-    return json_response(server().retrain(validate(RetrainRequest, payload or {})))
+    return json_response(
+        server().retrain(validate(RetrainRequest, {} if payload is None else payload))
+    )
 
 
 @bp.post("/rollback")

@@ -40,6 +40,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class _NoLock:
+    """A lock that never blocks: what logging's acquire/release and `with` find on the handler."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def acquire(self, *args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def _at_fork_reinit(self) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 class LineHandler(logging.Handler):
     """Each line goes to stderr in one write(2), with no handler lock and no separate flush.
 
@@ -50,7 +72,18 @@ class LineHandler(logging.Handler):
     """
 
     def createLock(self) -> None:
-        self.lock = None  # Handler.acquire()/release() skip a None lock
+        # Python 3.12+ runs `with self.lock:` in Handler.handle (3.11 skips a None lock):
+        # a no-op context manager keeps both lockless and both correct.
+        self.lock = _NO_LOCK  # type: ignore[assignment]
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Handler.handle without the lock: filter, then emit; the same result on 3.11-3.13."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # 3.12+: a filter may return a replacement
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

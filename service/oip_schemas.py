@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema
 
 from .errors import ValidationFailed
 
@@ -66,7 +66,8 @@ class _Request(BaseModel):
 
 class RequestInput(_Request):
     name: str = Field(description=f"The model's input tensor: {INPUT_NAME!r}.")
-    shape: list[int] = Field(description="[rows, n_inputs] of the whole batch.")
+    # JSON integers only: lax int would take "1", 1.0 and true.
+    shape: list[StrictInt] = Field(description="[rows, n_inputs] of the whole batch.")
     datatype: str = Field(description="FP32, FP64 or an integer type (UINT8..64, INT8..64).")
     parameters: Parameters | None = None
     data: TensorData = Field(description="Row-major, flat or nested as the shape says.")

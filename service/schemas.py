@@ -24,9 +24,9 @@ _NUMBER_TYPES = frozenset({int, float})
 def _as_matrix(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.float64]]:
     """A non-empty 2-D list of finite JSON numbers -> float64 array, without a Python loop.
 
-    The context may say ``may_hold_non_numbers=False`` (the raw body holds no ``true``/``false``
-    and no string value), which skips the one per-element check numpy cannot do: it silently
-    reads True and "1" as 1.0.
+    The context may say ``numbers_only=True`` (jsonbody.JsonBody found no string value, true,
+    false or null in the raw body), which skips the one per-element check numpy cannot do: it
+    silently reads True and "1" as 1.0 (and None as nan).
     Row types and lengths are checked with C-level set(map(...)), and the values go straight
     into one flat buffer (np.fromiter): half the time of np.array on nested lists.
     """
@@ -38,7 +38,7 @@ def _as_matrix(value: Any, info: ValidationInfo) -> np.ndarray[Any, np.dtype[np.
         raise ValueError(f"at most {max_rows} rows are allowed, got {len(value)}")
     if set(map(type, value)) != {list}:
         raise ValueError("every row must be a list of numbers")
-    if context.get("may_hold_non_numbers", True) and not _NUMBER_TYPES.issuperset(
+    if not context.get("numbers_only", False) and not _NUMBER_TYPES.issuperset(
         map(type, chain.from_iterable(value))
     ):
         raise ValueError("every value must be a number (not a boolean, string or null)")

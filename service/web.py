@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -15,7 +14,7 @@ from flask import Flask, Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import errors, metrics
+from . import errors, jsonbody, metrics
 
 log = logging.getLogger("neuron.http")
 access_log = logging.getLogger("neuron.access")
@@ -23,7 +22,6 @@ access_log = logging.getLogger("neuron.access")
 Model = TypeVar("Model", bound=BaseModel)
 
 _JSON_TYPES = frozenset({"application/json"})
-_MAX_WALK_DEPTH = 16  # request bodies are shallow; deeper ones take the exact check
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_ERRORS: dict[int, type[errors.ServiceError]] = {
     400: errors.MalformedRequest,
@@ -50,92 +48,54 @@ def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Respon
 
 def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Model:
     """The request body as ``model``: 415 unless JSON, 400 if unparseable, 422 if invalid."""
-    payload = read_json()
-    return validate(model, {} if payload is None else payload, context)
+    body = jsonbody.decode(_json_bytes(request.get_data(cache=False), assume_json=False))
+    return _validate(model, body.payload, body.numbers_only, context)
 
 
 def read_json(optional: bool = False, assume_json: bool = False) -> Any:
     """Decoded JSON body; None when ``optional`` and the body is empty.
 
     ``assume_json`` reads a body that names no Content-Type as JSON (one naming another is 415).
+    With ``optional``, None means "no body": a body of JSON null is refused (422), not taken
+    for none.
     """
     body = request.get_data(cache=False)
     if optional and not body:
         return None
-    if request.mimetype not in _JSON_TYPES and not (assume_json and not request.mimetype):
-        raise errors.UnsupportedMediaType("send the body as Content-Type: application/json")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.MalformedRequest(f"the body is not valid JSON: {exc}") from None
-    quotes = body.count(b'"')
-    keys, strings = _quotes(payload)
-    if quotes != keys + strings:
-        _refuse_duplicate_keys(body)
-    # numpy reads True and "1" as 1.0: the matrix check looks at each value unless the body
-    # holds neither (every quote mark belongs to a key).
-    g.may_hold_non_numbers = b"true" in body or b"false" in body or quotes != keys
+    payload = jsonbody.decode(_json_bytes(body, assume_json)).payload
+    if optional and payload is None:
+        raise _not_an_object()
     return payload
 
 
-def _quotes(value: Any, depth: int = 0) -> tuple[int, int]:
-    """Quote marks the parsed (keys, string values) account for; never more than the body holds.
-
-    orjson keeps the last of duplicate keys silently; a dropped key leaves its quotes in the
-    body but not in the payload, so equal counts prove there was none. Rows of numbers and
-    deep nesting are not walked: that can only undercount, which sends the body to the exact
-    check below.
-    """
-    if isinstance(value, str):
-        return 0, 2
-    keys = strings = 0
-    if depth > _MAX_WALK_DEPTH:
-        return keys, strings
-    if isinstance(value, dict):
-        keys = 2 * len(value)
-        items: Any = value.values()
-    elif isinstance(value, list) and value and not _numbers(value):
-        items = value
-    else:
-        return keys, strings
-    for item in items:
-        more_keys, more_strings = _quotes(item, depth + 1)
-        keys += more_keys
-        strings += more_strings
-    return keys, strings
-
-
-def _numbers(items: list[Any]) -> bool:
-    first = items[0]
-    if isinstance(first, list) and first:
-        first = first[0]
-    return isinstance(first, int | float)
-
-
-def _refuse_duplicate_keys(body: bytes) -> None:
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        if len(set(keys)) != len(keys):
-            duplicate = next(key for key in keys if keys.count(key) > 1)
-            raise errors.MalformedRequest(f"the body repeats the key {duplicate!r}")
-        return dict(pairs)
-
-    try:
-        json.loads(body, object_pairs_hook=unique)
-    except RecursionError:
-        raise errors.MalformedRequest("the body is nested too deeply") from None
+def _json_bytes(body: bytes, assume_json: bool) -> bytes:
+    """``body`` if the request says (or, with ``assume_json``, does not deny) it is JSON."""
+    if request.mimetype not in _JSON_TYPES and not (assume_json and not request.mimetype):
+        raise errors.UnsupportedMediaType("send the body as Content-Type: application/json")
+    return body
 
 
 def validate(model: type[Model], payload: Any, context: dict[str, Any] | None = None) -> Model:
+    """``payload`` as ``model``; 422 unless it is a JSON object that the model accepts."""
+    return _validate(model, payload, False, context)
+
+
+def _validate(
+    model: type[Model], payload: Any, numbers_only: bool, context: dict[str, Any] | None
+) -> Model:
     if not isinstance(payload, dict):
-        raise errors.ValidationFailed(
-            "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
-        )
-    ctx = {"may_hold_non_numbers": g.get("may_hold_non_numbers", True), **(context or {})}
+        raise _not_an_object()
+    ctx = {"numbers_only": numbers_only, **(context or {})}
     try:
         return model.model_validate(payload, context=ctx)
     except ValidationError as exc:
         raise errors.ValidationFailed("the request is invalid", _details(exc)) from None
+
+
+def _not_an_object() -> errors.ValidationFailed:
+    return errors.ValidationFailed(
+        "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
+    )
 
 
 def _details(exc: ValidationError) -> list[errors.Detail]:

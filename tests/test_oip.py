@@ -9,7 +9,6 @@ matrix) and the table of tensor data types.
 from __future__ import annotations
 
 import copy
-import re
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from service.openapi import document, documented_statuses
 from service.settings import Settings
 
 from .conftest import AUTH
+from .metrics_text import sample
 
 # -- the specification's examples ---------------------------------------------------------------
 
@@ -487,11 +487,6 @@ def test_an_unexpected_failure_is_a_500_in_the_spec_form(
     assert "boom" not in error
 
 
-def _sample(text: str, name: str) -> float:
-    values = re.findall(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(values[0]) if values else 0.0
-
-
 def test_v2_requests_have_their_own_metrics_label_and_count_predictions(
     client: FlaskClient,
 ) -> None:
@@ -503,9 +498,9 @@ def test_v2_requests_have_their_own_metrics_label_and_count_predictions(
     rows = tensor([[1, 0, 0], [0, 1, 1], [1, 1, 1]], [3, 3])
     assert client.post(INFER, json=infer_body(rows)).status_code == 200
     after = client.get("/metrics").get_data(as_text=True)
-    assert _sample(after, count) == _sample(before, count) + 1
+    assert sample(after, count, default=0.0) == sample(before, count, default=0.0) + 1
     predictions = "neuron_predictions_total"
-    assert _sample(after, predictions) == _sample(before, predictions) + 3
+    assert sample(after, predictions, default=0.0) == sample(before, predictions, default=0.0) + 3
 
 
 # -- the OpenAPI document -----------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_bad_matrices_are_refused(inputs: object) -> None:
 def test_booleans_are_caught_only_when_the_body_may_hold_them(inputs: object) -> None:
     """The fast path is sound only because the route says whether 'true'/'false' occur."""
     with pytest.raises(ValidationError):
-        PredictRequest.model_validate({"inputs": inputs}, context={"may_hold_non_numbers": True})
+        PredictRequest.model_validate({"inputs": inputs}, context={"numbers_only": False})
 
 
 def test_good_matrix_becomes_float64() -> None:

@@ -13,6 +13,7 @@ import requests
 from service.neuron import Neuron
 from service.openapi import OPERATIONS as DOCUMENTED
 from service.openapi import documented_statuses
+from tests.metrics_text import sample
 
 from .server import TOKEN, Gunicorn
 
@@ -116,30 +117,23 @@ def test_metrics_add_up_across_workers(server: Gunicorn) -> None:
         assert server.post("/predict", {"inputs": [[1, 0]]}).status_code == 422
     text = server.get("/metrics").text
     assert (
-        _sample(
+        sample(
             text,
             'neuron_http_request_duration_seconds_count{endpoint="/predict",method="POST",status="200"}',
         )
         == sent
     )
     assert (
-        _sample(
+        sample(
             text,
             'neuron_http_request_duration_seconds_count{endpoint="/predict",method="POST",status="422"}',
         )
         == 3
     )
-    assert _sample(text, "neuron_predictions_total") == 2 * sent
-    assert _sample(text, 'neuron_predicted_probability_bucket{le="+Inf"}') == 2 * sent
-    assert _sample(text, "neuron_model_version") == 1
-    assert _sample(text, "neuron_model_inputs") == 3
-
-
-def _sample(text: str, name: str) -> float:
-    pattern = re.compile(rf"^{re.escape(name)} (\S+)$", re.MULTILINE)
-    values = pattern.findall(text)
-    assert len(values) == 1, f"{name} not exactly once in /metrics"
-    return float(values[0])
+    assert sample(text, "neuron_predictions_total") == 2 * sent
+    assert sample(text, 'neuron_predicted_probability_bucket{le="+Inf"}') == 2 * sent
+    assert sample(text, "neuron_model_version") == 1
+    assert sample(text, "neuron_model_inputs") == 3
 
 
 def test_restart_keeps_the_latest_version(server: Gunicorn) -> None:
@@ -164,7 +158,7 @@ def test_corrupted_newest_version_falls_back_to_the_previous(server: Gunicorn) -
     assert answer["predictions"][0] == pytest.approx(REFERENCE, abs=1e-6)
     assert not newest.exists()
     assert Path(f"{newest}.corrupt").exists()
-    assert _sample(server.get("/metrics").text, "neuron_model_load_failures_total") >= 1
+    assert sample(server.get("/metrics").text, "neuron_model_load_failures_total") >= 1
     errors = [line for line in server.log_lines() if line["level"] == "error"]
     assert any("quarantined" in line["msg"] for line in errors)
 
@@ -206,7 +200,7 @@ def test_status_counts_match_the_log(server: Gunicorn) -> None:
     for (endpoint, status), count in logged.items():
         method = "POST" if endpoint == "/predict" else "GET"
         name = f'neuron_http_request_duration_seconds_count{{endpoint="{endpoint}",method="{method}",status="{status}"}}'
-        assert _sample(text, name) == count
+        assert sample(text, name) == count
 
 
 class _OwnMetricsDir(Gunicorn):

@@ -2,6 +2,8 @@
 
     .venv/bin/pytest tests/reliability && .venv/bin/python -m tests.reliability.report
 
+``--cost-only`` rewrites only the cost-growth table (after running test_cost_growth.py alone).
+
 Only what the tests recorded (conftest.SUMMARY) goes into the table; nothing is typed in.
 """
 
@@ -15,6 +17,7 @@ from .conftest import SUMMARY
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "RELIABILITY.md"
 START, END = "<!-- table:start -->", "<!-- table:end -->"
+COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
 TITLES = {
     "test_hostile_input": "Hostile input",
     "test_properties": "Properties",
@@ -24,6 +27,7 @@ TITLES = {
     "test_process_faults": "Process faults",
     "test_schemathesis": "Schema fuzzing",
     "test_security": "Security",
+    "test_cost_growth": "Cost growth",
 }
 
 
@@ -57,15 +61,43 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def cost_table(summary: dict) -> str | None:
+    """Worker CPU per request at 1 MiB and 4 MiB, by endpoint and body family."""
+    rows = [cost for row in summary["rows"] for cost in row["figures"].get("cost", [])]
+    if not rows:
+        return None
+    lines = [
+        f"Run finished {summary['finished_at']}.",
+        "",
+        "| Endpoint | Body family | Status | CPU at 1 MiB (ms) | CPU at 4 MiB (ms) "
+        "| Wall at 4 MiB (ms) | Ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cost in rows:
+        cells = (f"`{cost['endpoint']}`", cost["family"], cost["status"], cost["small_cpu_ms"],
+                 cost["large_cpu_ms"], cost["large_wall_ms"], cost["ratio"])  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    return f"{before}{start}\n{body}\n{end}{after}"
+
+
+def main(argv: list[str]) -> int:
     summary = json.loads(SUMMARY.read_text())
     text = DOCUMENT.read_text()
-    before, _, rest = text.partition(START)
-    _, _, after = rest.partition(END)
-    DOCUMENT.write_text(f"{before}{START}\n{table(summary)}\n{END}{after}")
+    if "--cost-only" not in argv:
+        text = _replace(text, START, END, table(summary))
+    costs = cost_table(summary)
+    if costs is not None:
+        text = _replace(text, COST_START, COST_END, costs)
+    DOCUMENT.write_text(text)
     print(f"{DOCUMENT.name}: {len(summary['rows'])} rows from {SUMMARY}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

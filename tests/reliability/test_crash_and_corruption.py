@@ -24,6 +24,7 @@ from service.settings import Settings
 from service.store import TEMP_PREFIX, ModelStore, TrainingMetadata, canonical, decode
 from tests.factories import training_metadata
 from tests.integration.server import Gunicorn
+from tests.metrics_text import sample
 
 from . import crash_saver
 from .conftest import Record
@@ -161,8 +162,7 @@ def test_damaged_newest_version_is_quarantined_and_the_previous_served(
     assert not newest.exists()
     assert Path(f"{newest}.corrupt").exists()
     assert (server.model_dir / "CURRENT").read_text().strip() == "1"
-    failures = re.search(r"^neuron_model_load_failures_total (\S+)$", metrics, re.MULTILINE)
-    assert failures is not None and float(failures.group(1)) == 1.0
+    assert sample(metrics, "neuron_model_load_failures_total") == 1.0
     logged = [line for line in server.log_lines() if "quarantined" in line["msg"]]
     assert len(logged) == 1 and logged[0]["level"] == "error"
     _damage_results.append((kind, True))

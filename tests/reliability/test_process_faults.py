@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import threading
@@ -18,6 +17,7 @@ import requests
 from service.settings import Settings
 from service.store import TEMP_PREFIX, ModelStore
 from tests.integration.server import TOKEN, Gunicorn
+from tests.metrics_text import sample
 
 from .conftest import Record
 
@@ -64,12 +64,6 @@ class Load:
         return [r for r in self.results if not r[2]]
 
 
-def _sample(text: str, name: str) -> float:
-    values = re.findall(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    assert len(values) == 1, name
-    return float(values[0])
-
-
 def test_a_worker_killed_under_load_is_replaced_and_metrics_stay_consistent(
     server: Gunicorn, record: Record
 ) -> None:
@@ -99,11 +93,11 @@ def test_a_worker_killed_under_load_is_replaced_and_metrics_stay_consistent(
     failed = load.failed()
     ok = len(load.results) - len(failed)
     text = server.get("/metrics").text
-    counted = _sample(
+    counted = sample(
         text,
         'neuron_http_request_duration_seconds_count{endpoint="/predict",method="POST",status="200"}',
     )
-    in_flight = _sample(text, "neuron_http_requests_in_flight")
+    in_flight = sample(text, "neuron_http_requests_in_flight")
     record(
         load=f"{load.clients} client threads, {len(load.results)} /predict over 6 s",
         faults="SIGKILL to one of 2 gunicorn workers mid-run",
