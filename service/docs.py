@@ -8,11 +8,13 @@ the initializer from here. The Content-Security-Policy keeps it so in the browse
 from __future__ import annotations
 
 import hashlib
+import mimetypes
+from functools import lru_cache
 from html import escape
 from importlib import resources
 from pathlib import Path
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, request
 
 from . import __version__
 from .errors import NotFound
@@ -100,9 +102,21 @@ def asset(name: str) -> Response:
     path = SWAGGER_UI_DIR / name
     if name not in ASSETS or not path.is_file():  # a damaged install is a 404, not a 500
         raise NotFound(f"no such asset: /docs/{name}")
-    response = send_file(path, max_age=ASSET_MAX_AGE, conditional=True)
+    data, etag = _asset_bytes(name)
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = Response(data, content_type=content_type)
+    response.set_etag(etag)
     response.cache_control.public = True
+    response.cache_control.max_age = ASSET_MAX_AGE
+    response.make_conditional(request)
     return response
+
+
+@lru_cache(maxsize=len(ASSETS))
+def _asset_bytes(name: str) -> tuple[bytes, str]:
+    """A listed file's bytes and ETag, read once per worker: no file handle outlives a request."""
+    data = (SWAGGER_UI_DIR / name).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()[:32]
 
 
 def index_page(index: Index) -> str:
