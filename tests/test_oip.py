@@ -21,7 +21,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from service.app import create_app
 from service.neuron import Neuron
-from service.oip_schemas import InferenceRequest, ResponseOutput
+from service.oip.schemas import InferenceRequest, ResponseOutput
 from service.openapi import document, documented_statuses
 from service.settings import Settings
 

@@ -14,11 +14,13 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import __version__
-from .api import server
-from .errors import NotFound as ModelNotFound
-from .errors import ServiceError
-from .oip_schemas import (
+from .. import __version__
+from ..api import server
+from ..errors import NotFound as ModelNotFound
+from ..errors import ServiceError
+from ..web import json_response, read_json, validate
+from .codec import bad, inference_response, output_datatype, to_matrix
+from .schemas import (
     EXTENSIONS,
     MODEL_NAME,
     InferenceRequest,
@@ -26,13 +28,8 @@ from .oip_schemas import (
     ServerLive,
     ServerMetadata,
     ServerReady,
-    bad,
-    inference_response,
     model_metadata,
-    output_datatype,
-    to_matrix,
 )
-from .web import json_response, read_json, validate
 
 log = logging.getLogger("neuron.oip")
 
