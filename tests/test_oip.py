@@ -201,7 +201,7 @@ def test_health_and_server_metadata(client: FlaskClient) -> None:
         body = response.get_json()
         assert body["name"] == "neuron-service"
         assert isinstance(body["version"], str)
-        assert "binary_tensor_data" not in body["extensions"]
+        assert body["extensions"] == ["binary_tensor_data"]
 
 
 def test_model_metadata_and_readiness(client: FlaskClient) -> None:
@@ -251,14 +251,15 @@ def test_id_is_echoed_only_when_given(client: FlaskClient) -> None:
     assert "id" not in client.post(INFER, json=infer_body(rows)).get_json()
 
 
-def test_parameters_are_accepted_and_binary_output_requests_get_json(client: FlaskClient) -> None:
+def test_parameters_are_accepted_and_binary_data_false_gets_json(client: FlaskClient) -> None:
     body = infer_body(
         tensor([1, 0, 0], [1, 3]),
         parameters={"binary_data_output": True, "priority": 1, "tag": "x"},
-        outputs=[{"name": "output0", "parameters": {"binary_data": True}}],
+        outputs=[{"name": "output0", "parameters": {"binary_data": False}}],
     )
     response = client.post(INFER, json=body)
     assert response.status_code == 200
+    assert "Inference-Header-Content-Length" not in response.headers
     assert response.get_json()["outputs"][0]["data"] == predict(client, [[1, 0, 0]])
 
 
@@ -313,7 +314,7 @@ def _bad(**changes: Any) -> dict:
         (_bad(shape=[1, 2, 3]), "[rows, n_inputs]"),
         (_bad(shape=[-2, -3]), "non-negative"),
         (_bad(shape=[0, 3], data=[]), "at least one row"),
-        (_bad(datatype="FP16"), "FP16"),
+        (_bad(datatype="FP16"), "FP16' is accepted as binary tensor data only"),
         (_bad(datatype="BYTES", data=["a", "b"], shape=[1, 2]), "BYTES"),
         (_bad(datatype="float64"), "float64"),
         (_bad(name="x"), "unknown input 'x'"),
@@ -334,7 +335,8 @@ def _bad(**changes: Any) -> dict:
         (_bad(datatype="INT64", data=[1, 0, -(2**63) - 1, 0, 1, 1]), "INT64 takes integers"),
         (_bad(datatype="FP32", data=[1, 0, 1e39, 0, 1, 1]), "finite"),
         (_bad(data=[1, 0, 10**400, 0, 1, 1]), "not valid JSON"),
-        (_bad(parameters={"binary_data_size": 48}), "binary"),
+        (_bad(parameters={"binary_data_size": 48}), "Inference-Header-Content-Length"),
+        (_bad(data=None), "no data"),
         (_bad(shape=[2, 2], data=[1, 0, 0, 1]), "3 numbers"),
         (_bad(extra=1), "extra"),
         ({"inputs": []}, "inputs"),
@@ -379,7 +381,13 @@ def test_bad_inference_requests_get_the_spec_error(
         (b"", {}, 400, "not valid JSON"),
         (b'{"id": "1", "id": "2", "inputs": []}', {}, 400, "repeats the key 'id'"),
         (b"{}", {"Content-Type": "text/plain"}, 415, "application/json"),
-        (b'{"inputs": []}\x00\x00', {"Inference-Header-Content-Length": "14"}, 400, "binary"),
+        (
+            b'{"inputs": [{"name": "input0", "shape": [1, 3], "datatype": "FP64", '
+            b'"data": [1, 0, 0]}]}\x00\x00',
+            {"Inference-Header-Content-Length": "88"},
+            400,
+            "2 bytes after the JSON header belong to no input",
+        ),
     ],
 )
 def test_bad_bodies_get_the_spec_error(

@@ -17,9 +17,19 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from .. import __version__
 from ..api import server
 from ..errors import NotFound as ModelNotFound
-from ..errors import ServiceError
+from ..errors import ServiceError, UnsupportedMediaType
 from ..web import json_response, read_json, validate
-from .codec import bad, inference_response, output_datatype, to_matrix
+from .codec import (
+    BINARY_CONTENT_TYPE,
+    HEADER_LENGTH,
+    binary_output,
+    binary_response,
+    inference_response,
+    output_datatype,
+    read_header,
+    split_body,
+    to_matrix,
+)
 from .schemas import (
     EXTENSIONS,
     MODEL_NAME,
@@ -36,6 +46,8 @@ log = logging.getLogger("neuron.oip")
 PREFIX = "/v2"
 SERVER_NAME = "neuron-service"
 _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+# A binary body may say it is binary, JSON (its start), or, as tritonclient sends it, nothing.
+_BINARY_BODY_TYPES = frozenset({BINARY_CONTENT_TYPE, "application/json", ""})
 
 bp = Blueprint("oip", __name__, url_prefix=PREFIX)
 
@@ -122,12 +134,19 @@ def _version(model_name: str, model_version: str | None) -> int | None:
     return int(model_version)
 
 
-def _body() -> Any:
-    """The JSON body, through the main API's reader (and so its checks, e.g. duplicate keys)."""
-    if request.headers.get("Inference-Header-Content-Length") is not None:
-        raise bad("binary tensor data is not supported: send the tensors as JSON")
-    # The protocol's clients (tritonclient among them) send their JSON without saying so.
-    return read_json(assume_json=True)
+def _body() -> tuple[Any, memoryview | None]:
+    """The JSON request, and the binary data after it when the request says it has some.
+
+    JSON alone goes through the main API's reader (and so its checks, e.g. duplicate keys).
+    """
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        # The protocol's clients (tritonclient among them) send their JSON without saying so.
+        return read_json(assume_json=True), None
+    if request.mimetype not in _BINARY_BODY_TYPES:
+        raise UnsupportedMediaType(f"send a binary body as Content-Type: {BINARY_CONTENT_TYPE}")
+    header, binary = split_body(request.get_data(cache=False), header_length)
+    return read_header(header), binary
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -174,8 +193,15 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
 @bp.post("/models/<model_name>/versions/<model_version>/infer")
 def infer(model_name: str, model_version: str | None = None) -> Response:
     version = _version(model_name, model_version)
-    payload = validate(InferenceRequest, _body())
-    inputs = to_matrix(payload, server().settings.max_batch)
+    body, binary = _body()
+    payload = validate(InferenceRequest, body)
+    inputs = to_matrix(payload, server().settings.max_batch, binary)
     datatype = output_datatype(payload.outputs)
+    as_binary = binary_output(payload)
     probabilities, record = server().infer(inputs, version)
-    return json_response(inference_response(payload, probabilities, record.version, datatype))
+    if not as_binary:
+        return json_response(inference_response(payload, probabilities, record.version, datatype))
+    data, header_length = binary_response(payload, probabilities, record.version, datatype)
+    response = Response(data, content_type=BINARY_CONTENT_TYPE)
+    response.headers[HEADER_LENGTH] = str(header_length)
+    return response

@@ -11,9 +11,8 @@ PLATFORM = "numpy"
 INPUT_NAME = "input0"
 OUTPUT_NAME = "output0"
 DEFAULT_OUTPUT_DATATYPE = "FP64"
-# Extensions this server supports. "binary_tensor_data" is deliberately absent: tensors
-# travel as JSON only, and a binary request is refused with 400.
-EXTENSIONS: tuple[str, ...] = ()
+# Extensions this server supports: tensors travel as JSON or as binary data after the JSON.
+EXTENSIONS: tuple[str, ...] = ("binary_tensor_data",)
 
 Parameters = dict[str, str | int | float | bool]
 
@@ -40,21 +39,31 @@ class _Request(BaseModel):
 class RequestInput(_Request):
     name: str = Field(description=f"The model's input tensor: {INPUT_NAME!r}.")
     shape: list[int] = Field(description="[rows, n_inputs] of the whole batch.")
-    datatype: str = Field(description="FP32, FP64 or an integer type (UINT8..64, INT8..64).")
-    parameters: Parameters | None = None
-    data: TensorData = Field(description="Row-major, flat or nested as the shape says.")
+    datatype: str = Field(
+        description="FP32, FP64 or an integer type (UINT8..64, INT8..64); FP16 as binary data."
+    )
+    parameters: Parameters | None = Field(
+        None, description="binary_data_size: the tensor's bytes follow the JSON (binary data)."
+    )
+    data: TensorData | None = Field(
+        None, description="Row-major, flat or nested as the shape says; absent for binary data."
+    )
 
 
 class RequestOutput(_Request):
     name: str = Field(description=f"The model's output tensor: {OUTPUT_NAME!r}.")
     parameters: Parameters | None = Field(
-        None, description='{"datatype": "FP32"} asks for FP32 data; the default is FP64.'
+        None,
+        description='{"datatype": "FP32"} asks for FP32 data; the default is FP64. '
+        '{"binary_data": true} asks for it as binary data after the JSON.',
     )
 
 
 class InferenceRequest(_Request):
     id: str | None = Field(None, description="Echoed back in the response.")
-    parameters: Parameters | None = None
+    parameters: Parameters | None = Field(
+        None, description='{"binary_data_output": true}: every output as binary data.'
+    )
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
 
@@ -69,8 +78,10 @@ class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: Parameters | None = None
-    data: list[float]
+    parameters: Parameters | None = Field(
+        None, description="binary_data_size when the data follows the JSON as binary data."
+    )
+    data: list[float] | None = Field(None, description="Absent when sent as binary data.")
 
 
 class InferenceResponse(BaseModel):
@@ -84,9 +95,7 @@ class InferenceResponse(BaseModel):
 class ServerMetadata(BaseModel):
     name: str
     version: str
-    extensions: list[str] = Field(
-        description="Supported extensions; binary_tensor_data is not one: JSON tensors only."
-    )
+    extensions: list[str] = Field(description="Supported extensions: binary_tensor_data.")
 
 
 class ModelMetadata(BaseModel):
