@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
@@ -545,3 +546,62 @@ def test_openapi_documents_the_v2_endpoints_with_the_spec_error() -> None:
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/InferenceRequest"
     )
+
+
+# -- the binary tensor data extension through the app -------------------------------------------
+
+
+def binary_body(rows: np.ndarray, datatype: str = "FP64", **extra: Any) -> tuple[bytes, dict]:
+    data = rows.astype(rows.dtype.newbyteorder("<")).tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input0",
+                "shape": list(rows.shape),
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        **extra,
+    }
+    encoded = orjson.dumps(header)
+    return encoded + data, {"Inference-Header-Content-Length": str(len(encoded))}
+
+
+@pytest.mark.parametrize("content_type", [None, "application/octet-stream", "application/json"])
+def test_binary_in_fp32_binary_out(client: FlaskClient, content_type: str | None) -> None:
+    rows = np.array([[0.1, 1, 0], [0.7, 0.2, 1]])
+    body, headers = binary_body(
+        rows, outputs=[{"name": "output0", "parameters": {"datatype": "FP32", "binary_data": True}}]
+    )
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/octet-stream"
+    length = int(response.headers["Inference-Header-Content-Length"])
+    raw = response.get_data()
+    [output] = orjson.loads(raw[:length])["outputs"]
+    assert output == {
+        "name": "output0",
+        "shape": [2, 1],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 8},
+    }
+    values = np.frombuffer(raw[length:], dtype="<f4")
+    assert values.tolist() == np.float32(predict(client, rows.tolist())).tolist()
+
+
+def test_a_binary_body_with_another_content_type_is_a_415(client: FlaskClient) -> None:
+    body, headers = binary_body(np.array([[1.0, 0, 0]]))
+    response = client.post(INFER, data=body, headers={**headers, "Content-Type": "text/plain"})
+    assert "application/octet-stream" in assert_protocol_error(
+        response, 415, INFER_TEMPLATE, "post"
+    )
+
+
+def test_a_binary_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    client = create_app(Settings(model_dir=tmp_path / "m", max_body_bytes=1024)).test_client()
+    body, headers = binary_body(np.zeros((50, 3)))
+    response = client.post(INFER, data=body, headers=headers)
+    assert_protocol_error(response, 413, INFER_TEMPLATE, "post")
