@@ -22,6 +22,7 @@ from ..web import json_response, read_json, validate
 from .codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
+    bad,
     binary_output,
     binary_response,
     inference_response,
@@ -141,6 +142,8 @@ def _body() -> tuple[Any, memoryview | None]:
     """
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is None:
+        if request.mimetype == BINARY_CONTENT_TYPE:
+            raise bad(f"a binary body needs the {HEADER_LENGTH} header: the length of its JSON")
         # The protocol's clients (tritonclient among them) send their JSON without saying so.
         return read_json(assume_json=True), None
     if request.mimetype not in _BINARY_BODY_TYPES:
