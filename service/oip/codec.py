@@ -62,7 +62,7 @@ def bad(message: str) -> ValidationFailed:
     return ValidationFailed(message)
 
 
-def split_body(body: bytes, header_length: str) -> tuple[bytes, memoryview]:
+def split_body(body: bytes | bytearray, header_length: str) -> tuple[bytes, memoryview]:
     """The JSON header and the binary data after it (a view, not a copy); a 400 on a bad length."""
     if not _HEADER_LENGTH.fullmatch(header_length):
         raise bad(f"{HEADER_LENGTH} must be a non-negative integer, got {header_length[:40]!r}")
@@ -74,7 +74,7 @@ def split_body(body: bytes, header_length: str) -> tuple[bytes, memoryview]:
         )
     if length > len(body):
         raise bad(f"{HEADER_LENGTH} {length} is past the end of the body ({len(body)} bytes)")
-    return body[:length], memoryview(body)[length:]
+    return bytes(body[:length]), memoryview(body)[length:]
 
 
 def read_header(header: bytes) -> Any:

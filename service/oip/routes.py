@@ -7,6 +7,7 @@ model or version; the main envelope stays everywhere else.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from typing import Any
@@ -148,8 +149,30 @@ def _body() -> tuple[Any, memoryview | None]:
         return read_json(assume_json=True), None
     if request.mimetype not in _BINARY_BODY_TYPES:
         raise UnsupportedMediaType(f"send a binary body as Content-Type: {BINARY_CONTENT_TYPE}")
-    header, binary = split_body(request.get_data(cache=False), header_length)
+    header, binary = split_body(_read_body(), header_length)
     return read_header(header), binary
+
+
+def _read_body() -> bytes | bytearray:
+    """The body in one read into one buffer, as the bare WSGI floor reads it.
+
+    get_data() reads 64 KiB at a time into a growing buffer, then copies the whole: for a
+    240 kB tensor, 0.05-0.1 ms more per request (in-process A/B, a read()-only input like
+    gunicorn's).
+    """
+    length = request.content_length
+    stream = request.stream  # a 413 here if Content-Length is over MAX_CONTENT_LENGTH
+    if length is None or not isinstance(stream, io.RawIOBase):
+        return request.get_data(cache=False)  # chunked: werkzeug's loop, bounded all the same
+    body = bytearray(length)
+    view = memoryview(body)
+    read = 0
+    while read < length:  # a short read only if the server's reader returns one early
+        count = stream.readinto(view[read:])
+        if not count:
+            raise bad(f"the body ended after {read} of its {length} bytes")
+        read += count
+    return body
 
 
 # -- endpoints ---------------------------------------------------------------------------------

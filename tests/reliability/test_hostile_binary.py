@@ -153,6 +153,21 @@ def test_hostile_binary_request_gets_its_status(
         assert all(0 <= p <= 1 for p in response.json()["outputs"][0]["data"])
 
 
+def test_a_chunked_binary_body_is_read_whole(shared_server: Gunicorn) -> None:
+    """No Content-Length (Transfer-Encoding: chunked): the same answer as with one."""
+    rows = ROW + _rows(0, 1, 1)
+    body, headers = _binary({"inputs": [_tensor([2, 3], 48)]}, rows)
+    url = f"{shared_server.url}{INFER}"
+    chunked = requests.post(
+        url, data=iter([body[:10], body[10:-5], body[-5:]]), headers=headers, timeout=30
+    )
+    whole = requests.post(url, data=body, headers=headers, timeout=30)
+    assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+    assert chunked.status_code == whole.status_code == 200, chunked.text
+    assert chunked.json() == whole.json()
+    assert len(chunked.json()["outputs"][0]["data"]) == 2
+
+
 def test_body_over_the_limit_is_refused_before_it_is_sent(shared_server: Gunicorn) -> None:
     head = (
         f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
