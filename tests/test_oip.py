@@ -605,3 +605,12 @@ def test_a_binary_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
     body, headers = binary_body(np.zeros((50, 3)))
     response = client.post(INFER, data=body, headers=headers)
     assert_protocol_error(response, 413, INFER_TEMPLATE, "post")
+
+
+def test_a_header_length_covering_a_whole_json_body_is_a_json_request(client: FlaskClient) -> None:
+    body = orjson.dumps(infer_body(tensor([[1, 0, 0]], [1, 3])))
+    response = client.post(
+        INFER, data=body, headers={"Inference-Header-Content-Length": str(len(body))}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["outputs"][0]["data"] == predict(client, [[1, 0, 0]])
