@@ -71,6 +71,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
             {"predictions": p_many.tolist(), "model_version": 1}
         ),
     }
+    cases.update(_v2_cases(neuron, rng.random((10_000, 3)).round(6)))
     out = {name: _best_us(fn, budget) for name, fn in cases.items()}
     out.update(docs_cost(rounds=10 if quick else 30))
     return out
@@ -121,6 +122,47 @@ def docs_cost(rounds: int = 30, number: int = 100) -> dict[str, dict[str, float]
 
 def _summary(samples: list[float]) -> dict[str, float]:
     return {"median_us": statistics.median(samples), "min_us": min(samples)}
+
+
+def _v2_cases(neuron: Neuron, rows: np.ndarray[Any, Any]) -> dict[str, Callable[[], Any]]:
+    """The V2 tensor codec, 10,000 FP64 rows: JSON and binary request to matrix, and back."""
+    from service.oip.codec import (
+        binary_response,
+        inference_response,
+        read_header,
+        split_body,
+        to_matrix,
+    )
+    from service.oip.schemas import InferenceRequest
+
+    tensor = {"name": "input0", "shape": list(rows.shape), "datatype": "FP64"}
+    json_body = orjson.dumps(
+        {"inputs": [{**tensor, "data": rows.ravel()}]}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    data = rows.astype("<f8").tobytes()
+    header = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(data)}}]})
+    binary_body, length = header + data, str(len(header))
+    request = InferenceRequest.model_validate(orjson.loads(header))
+    probabilities = neuron(rows)
+
+    def from_binary() -> Any:
+        head, binary = split_body(binary_body, length)
+        return to_matrix(InferenceRequest.model_validate(read_header(head)), 10_000, binary)
+
+    def from_json() -> Any:
+        return to_matrix(InferenceRequest.model_validate(orjson.loads(json_body)), 10_000)
+
+    return {
+        "V2 binary body -> matrix, 10,000 rows (split, header, validate, frombuffer)": from_binary,
+        "V2 JSON body -> matrix, 10,000 rows (orjson.loads, validate, to_matrix)": from_json,
+        "V2 binary response, 10,000 FP64 outputs": lambda: binary_response(
+            request, probabilities, 1, "FP64"
+        ),
+        "V2 JSON response, 10,000 FP64 outputs (orjson)": lambda: orjson.dumps(
+            inference_response(request, probabilities, 1, "FP64"),
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        ),
+    }
 
 
 def gc_cost(requests: int = 30) -> dict[str, dict[str, float]]:

@@ -95,6 +95,12 @@ def _per_rep(load: dict[str, Any], a: str, b: str, attr: str) -> tuple[float, fl
     return _med([x[attr] / y[attr] for x, y in zip(ra, rb, strict=False)])
 
 
+def _over_floor(v2: dict[str, Any], kind: str) -> tuple[float, float, float]:
+    """Service wall minus the bare floor's for the same bytes, per repetition, then median."""
+    service, bare = v2[f"service {kind}"], v2[f"bare {kind}"]
+    return _med([x["wall_ms"] - y["wall_ms"] for x, y in zip(service, bare, strict=False)])
+
+
 def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> None:
     load = data["load"]
     checks: list[Check] = []
@@ -213,6 +219,22 @@ def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> No
             2,
         )
     )
+    v2 = data.get("v2_batch")
+    if v2:
+        checks.append(
+            Check(
+                "10,000-row FP64 binary V2 infer: wall over the bare WSGI floor (same bytes)",
+                _over_floor(v2, "binary"),
+                0.5,
+                False,
+                " ms",
+                2,
+            )
+        )
+        info.append(
+            ("10,000-row FP64 JSON V2 infer: wall ms over the bare WSGI floor (same bytes)",
+             _over_floor(v2, "json"), 2)
+        )  # fmt: skip
     ready = data["startup_s"]["existing model"]
     checks.append(Check("ready with an existing model", _med(ready), 1.5, False, " s", 2))
     rss = data["rss_mb"].get("service", [])
@@ -303,6 +325,26 @@ def write(data: dict[str, Any], md: Path, png: Path, cls: str, other: str) -> No
         "repetition; wall time is measured by the client and includes moving ~250 kB in "
         "and ~200 kB out over loopback.",
     ]
+    if v2:
+        out += [
+            "",
+            "## 10,000-row V2 infer (`POST /v2/models/neuron/infer`, FP64, 3 features)",
+            "",
+            "| server, body | median wall ms/request | server CPU ms/request |",
+            "|---|---:|---:|",
+        ]
+        for name, runs in v2.items():
+            out.append(
+                f"| {name} | {_fmt(_med([r['wall_ms'] for r in runs]), 2)} | "
+                f"{_fmt(_med([r['cpu_ms'] for r in runs]), 2)} |"
+            )
+        out += [
+            "",
+            "`json`: the tensor as JSON numbers, JSON output. `binary`: as tritonclient sends "
+            "it by default, the tensor's 240,000 bytes after a short JSON header, binary "
+            "output asked for (80,000 bytes back). The bare WSGI floor gets the very same "
+            "request bytes (same gunicorn config, same run) and answers a fixed small body.",
+        ]
     out += [
         "",
         "## Start-up (process start to `/readyz` 200)",

@@ -281,15 +281,20 @@ def interleaved(
 
 
 def batch(
-    server: Server, body: bytes, seconds: float, max_requests: int = 2000
+    server: Server,
+    body: bytes,
+    seconds: float,
+    max_requests: int = 2000,
+    path: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Sequential big requests on one keep-alive connection: wall and server CPU per request."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    headers = {"Content-Type": "application/json"}
+    headers = headers or {"Content-Type": "application/json"}
 
     def one() -> float:
         t0 = time.perf_counter()
-        conn.request("POST", server.path, body=body, headers=headers)
+        conn.request("POST", path or server.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         elapsed = time.perf_counter() - t0
@@ -314,6 +319,48 @@ def batch(
         "rows_per_s": BATCH_ROWS / wall,
         "requests": len(walls),
     }
+
+
+V2_INFER = "/v2/models/neuron/infer"
+
+
+def v2_bodies(rows: Any) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """A 10,000-row FP64 V2 infer as JSON, and as tritonclient sends it by default (binary both
+    ways: the tensor's bytes after the JSON header, binary output asked for)."""
+    import orjson
+
+    tensor = {"name": "input0", "shape": list(rows.shape), "datatype": "FP64"}
+    as_json = orjson.dumps(
+        {"inputs": [{**tensor, "data": rows.ravel()}]}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    data = rows.astype("<f8").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": len(data)}}],
+            "outputs": [{"name": "output0", "parameters": {"binary_data": True}}],
+        }
+    )
+    return {
+        "json": (as_json, {"Content-Type": "application/json"}),
+        "binary": (
+            header + data,
+            {
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(len(header)),
+            },
+        ),
+    }
+
+
+def v2_batch(
+    service: Server, bare: Server, rows: Any, seconds: float
+) -> dict[str, dict[str, float]]:
+    """One repetition: each V2 body to the service, then the very same bytes to the bare floor."""
+    out = {}
+    for kind, (body, headers) in v2_bodies(rows).items():
+        out[f"service {kind}"] = batch(service, body, seconds, path=V2_INFER, headers=headers)
+        out[f"bare {kind}"] = batch(bare, body, seconds, path=V2_INFER, headers=headers)
+    return out
 
 
 # -- configurations ----------------------------------------------------------------------------
@@ -630,6 +677,19 @@ def main() -> int:
                 if ml:
                     data["batch"]["mlserver"].append(batch(ml, v2_big, bseconds))
                 log(f"batch rep {rep + 1}: service {data['batch']['service'][-1]}")
+            bare = next(s for s in servers if s.name == "bare")
+            data["v2_batch"] = {}
+            for rep in range(reps):
+                for key, result in v2_batch(service, bare, rows, bseconds).items():
+                    data["v2_batch"].setdefault(key, []).append(result)
+                log(
+                    "V2 batch rep {}: binary {:.2f} ms (floor {:.2f}), JSON {:.2f} ms (floor "
+                    "{:.2f})".format(
+                        rep + 1,
+                        *(data["v2_batch"][k][-1]["wall_ms"]
+                          for k in ("service binary", "bare binary", "service json", "bare json")),
+                    )
+                )  # fmt: skip
 
             if not args.quick:
                 one = workdir / "service.body.json"

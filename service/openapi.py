@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import __version__
-from .oip_schemas import (
+from .oip.schemas import (
     INPUT_NAME,
     MODEL_NAME,
     InferenceRequest,

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
 from service.app import create_app
 from service.neuron import Neuron
-from service.oip_schemas import InferenceRequest, ResponseOutput
+from service.oip.schemas import InferenceRequest, ResponseOutput
 from service.openapi import document, documented_statuses
 from service.settings import Settings
 
@@ -201,7 +202,7 @@ def test_health_and_server_metadata(client: FlaskClient) -> None:
         body = response.get_json()
         assert body["name"] == "neuron-service"
         assert isinstance(body["version"], str)
-        assert "binary_tensor_data" not in body["extensions"]
+        assert body["extensions"] == ["binary_tensor_data"]
 
 
 def test_model_metadata_and_readiness(client: FlaskClient) -> None:
@@ -251,14 +252,15 @@ def test_id_is_echoed_only_when_given(client: FlaskClient) -> None:
     assert "id" not in client.post(INFER, json=infer_body(rows)).get_json()
 
 
-def test_parameters_are_accepted_and_binary_output_requests_get_json(client: FlaskClient) -> None:
+def test_parameters_are_accepted_and_binary_data_false_gets_json(client: FlaskClient) -> None:
     body = infer_body(
         tensor([1, 0, 0], [1, 3]),
         parameters={"binary_data_output": True, "priority": 1, "tag": "x"},
-        outputs=[{"name": "output0", "parameters": {"binary_data": True}}],
+        outputs=[{"name": "output0", "parameters": {"binary_data": False}}],
     )
     response = client.post(INFER, json=body)
     assert response.status_code == 200
+    assert "Inference-Header-Content-Length" not in response.headers
     assert response.get_json()["outputs"][0]["data"] == predict(client, [[1, 0, 0]])
 
 
@@ -313,7 +315,7 @@ def _bad(**changes: Any) -> dict:
         (_bad(shape=[1, 2, 3]), "[rows, n_inputs]"),
         (_bad(shape=[-2, -3]), "non-negative"),
         (_bad(shape=[0, 3], data=[]), "at least one row"),
-        (_bad(datatype="FP16"), "FP16"),
+        (_bad(datatype="FP16"), "FP16' is accepted as binary tensor data only"),
         (_bad(datatype="BYTES", data=["a", "b"], shape=[1, 2]), "BYTES"),
         (_bad(datatype="float64"), "float64"),
         (_bad(name="x"), "unknown input 'x'"),
@@ -334,7 +336,8 @@ def _bad(**changes: Any) -> dict:
         (_bad(datatype="INT64", data=[1, 0, -(2**63) - 1, 0, 1, 1]), "INT64 takes integers"),
         (_bad(datatype="FP32", data=[1, 0, 1e39, 0, 1, 1]), "finite"),
         (_bad(data=[1, 0, 10**400, 0, 1, 1]), "not valid JSON"),
-        (_bad(parameters={"binary_data_size": 48}), "binary"),
+        (_bad(parameters={"binary_data_size": 48}), "Inference-Header-Content-Length"),
+        (_bad(data=None), "no data"),
         (_bad(shape=[2, 2], data=[1, 0, 0, 1]), "3 numbers"),
         (_bad(extra=1), "extra"),
         ({"inputs": []}, "inputs"),
@@ -379,7 +382,13 @@ def test_bad_inference_requests_get_the_spec_error(
         (b"", {}, 400, "not valid JSON"),
         (b'{"id": "1", "id": "2", "inputs": []}', {}, 400, "repeats the key 'id'"),
         (b"{}", {"Content-Type": "text/plain"}, 415, "application/json"),
-        (b'{"inputs": []}\x00\x00', {"Inference-Header-Content-Length": "14"}, 400, "binary"),
+        (
+            b'{"inputs": [{"name": "input0", "shape": [1, 3], "datatype": "FP64", '
+            b'"data": [1, 0, 0]}]}\x00\x00',
+            {"Inference-Header-Content-Length": "88"},
+            400,
+            "2 bytes after the JSON header belong to no input",
+        ),
     ],
 )
 def test_bad_bodies_get_the_spec_error(
@@ -532,3 +541,71 @@ def test_openapi_documents_the_v2_endpoints_with_the_spec_error() -> None:
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/InferenceRequest"
     )
+
+
+# -- the binary tensor data extension through the app -------------------------------------------
+
+
+def binary_body(rows: np.ndarray, datatype: str = "FP64", **extra: Any) -> tuple[bytes, dict]:
+    data = rows.astype(rows.dtype.newbyteorder("<")).tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input0",
+                "shape": list(rows.shape),
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        **extra,
+    }
+    encoded = orjson.dumps(header)
+    return encoded + data, {"Inference-Header-Content-Length": str(len(encoded))}
+
+
+@pytest.mark.parametrize("content_type", [None, "application/octet-stream", "application/json"])
+def test_binary_in_fp32_binary_out(client: FlaskClient, content_type: str | None) -> None:
+    rows = np.array([[0.1, 1, 0], [0.7, 0.2, 1]])
+    body, headers = binary_body(
+        rows, outputs=[{"name": "output0", "parameters": {"datatype": "FP32", "binary_data": True}}]
+    )
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/octet-stream"
+    length = int(response.headers["Inference-Header-Content-Length"])
+    raw = response.get_data()
+    [output] = orjson.loads(raw[:length])["outputs"]
+    assert output == {
+        "name": "output0",
+        "shape": [2, 1],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 8},
+    }
+    values = np.frombuffer(raw[length:], dtype="<f4")
+    assert values.tolist() == np.float32(predict(client, rows.tolist())).tolist()
+
+
+def test_a_binary_body_with_another_content_type_is_a_415(client: FlaskClient) -> None:
+    body, headers = binary_body(np.array([[1.0, 0, 0]]))
+    response = client.post(INFER, data=body, headers={**headers, "Content-Type": "text/plain"})
+    assert "application/octet-stream" in assert_protocol_error(
+        response, 415, INFER_TEMPLATE, "post"
+    )
+
+
+def test_a_binary_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    client = create_app(Settings(model_dir=tmp_path / "m", max_body_bytes=1024)).test_client()
+    body, headers = binary_body(np.zeros((50, 3)))
+    response = client.post(INFER, data=body, headers=headers)
+    assert_protocol_error(response, 413, INFER_TEMPLATE, "post")
+
+
+def test_a_header_length_covering_a_whole_json_body_is_a_json_request(client: FlaskClient) -> None:
+    body = orjson.dumps(infer_body(tensor([[1, 0, 0]], [1, 3])))
+    response = client.post(
+        INFER, data=body, headers={"Inference-Header-Content-Length": str(len(body))}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["outputs"][0]["data"] == predict(client, [[1, 0, 0]])

@@ -10,7 +10,9 @@ import re
 from collections.abc import Iterator
 
 import numpy as np
+import orjson
 import pytest
+import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -57,7 +59,7 @@ def test_health(client: httpclient.InferenceServerClient) -> None:
 def test_metadata(client: httpclient.InferenceServerClient) -> None:
     server = client.get_server_metadata()
     assert server["name"] == "neuron-service"
-    assert "binary_tensor_data" not in server["extensions"]
+    assert server["extensions"] == ["binary_tensor_data"]
     model = client.get_model_metadata("neuron")
     assert model["name"] == "neuron"
     assert model["versions"] == ["1"]
@@ -89,12 +91,114 @@ def test_infer_matches_predict(
     assert np.array_equal(probabilities[:, 0], predicted(shared_server, rows.astype(np.float64)))
 
 
-def test_infer_with_the_clients_defaults_gets_json_back(
+# Rows whose values are not exact in FP16 or FP32: the input type's rounding shows.
+RNG_ROWS = np.random.default_rng(11).uniform(-3, 3, size=(64, 3))
+INT_ROWS = np.random.default_rng(12).integers(-100, 100, size=(64, 3))
+
+
+@pytest.mark.parametrize(
+    ("datatype", "rows"),
+    [
+        ("FP64", RNG_ROWS),
+        ("FP32", RNG_ROWS.astype(np.float32)),
+        ("FP16", RNG_ROWS.astype(np.float16)),
+        ("INT32", INT_ROWS.astype(np.int32)),
+        ("UINT8", (INT_ROWS + 100).astype(np.uint8)),
+    ],
+)
+def test_the_clients_defaults_binary_in_and_out(
+    client: httpclient.InferenceServerClient,
+    shared_server: Gunicorn,
+    datatype: str,
+    rows: np.ndarray,
+) -> None:
+    """set_data_from_numpy(x) and InferRequestedOutput("output0"): binary both ways."""
+    tensor = httpclient.InferInput("input0", list(rows.shape), datatype)
+    tensor.set_data_from_numpy(rows)
+    result = client.infer(
+        "neuron", [tensor], outputs=[httpclient.InferRequestedOutput("output0")], request_id="b"
+    )
+    output = result.get_output("output0")
+    assert output["parameters"] == {"binary_data_size": 8 * len(rows)}
+    assert "data" not in output
+    assert result.get_response()["id"] == "b"
+    probabilities = result.as_numpy("output0")
+    assert probabilities.dtype == np.float64
+    assert probabilities.shape == (len(rows), 1)
+    # /predict takes the very numbers the client sent: the input type's values as float64.
+    expected = predicted(shared_server, rows.astype(np.float64))
+    assert np.array_equal(probabilities[:, 0], expected)
+    if datatype in ("FP32", "FP16"):  # the rounding was the server's to keep, and it kept it
+        assert not np.array_equal(expected, predicted(shared_server, RNG_ROWS))
+
+
+def test_json_in_binary_out_and_binary_in_json_out(
     client: httpclient.InferenceServerClient, shared_server: Gunicorn
 ) -> None:
-    """No outputs named: tritonclient asks for binary outputs; JSON ones still decode."""
+    expected = predicted(shared_server, RNG_ROWS)
+    json_in = client.infer(
+        "neuron", [infer_input(RNG_ROWS)], outputs=[httpclient.InferRequestedOutput("output0")]
+    )
+    assert "data" not in json_in.get_output("output0")
+    assert np.array_equal(json_in.as_numpy("output0")[:, 0], expected)
+
+    tensor = httpclient.InferInput("input0", list(RNG_ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(RNG_ROWS)
+    json_out = client.infer(
+        "neuron", [tensor], outputs=[httpclient.InferRequestedOutput("output0", binary_data=False)]
+    )
+    assert json_out.get_output("output0")["data"] == expected.tolist()
+    assert np.array_equal(json_out.as_numpy("output0")[:, 0], expected)
+
+
+def test_no_outputs_named_means_binary_output(
+    client: httpclient.InferenceServerClient, shared_server: Gunicorn
+) -> None:
+    """No outputs named: tritonclient sets binary_data_output, and gets binary back."""
     result = client.infer("neuron", [infer_input(ROWS.astype(np.float64))], model_version="1")
+    assert result.get_output("output0")["parameters"] == {"binary_data_size": 8 * len(ROWS)}
     assert np.array_equal(result.as_numpy("output0")[:, 0], predicted(shared_server, ROWS))
+
+
+def test_binary_response_on_the_wire(shared_server: Gunicorn) -> None:
+    """The response's own header and content type, and its bytes, read without tritonclient."""
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input0",
+                    "shape": [4, 3],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 96},
+                }
+            ],
+            "outputs": [{"name": "output0", "parameters": {"binary_data": True}}],
+        }
+    )
+    response = requests.post(
+        f"{shared_server.url}/v2/models/neuron/infer",
+        data=header + ROWS.astype("<f8").tobytes(),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    length = int(response.headers["Inference-Header-Content-Length"])
+    assert int(response.headers["Content-Length"]) == len(response.content) == length + 32
+    head = orjson.loads(response.content[:length])
+    assert head["outputs"] == [
+        {
+            "name": "output0",
+            "shape": [4, 1],
+            "datatype": "FP64",
+            "parameters": {"binary_data_size": 32},
+        }
+    ]
+    data = np.frombuffer(response.content[length:], dtype="<f8")
+    assert np.array_equal(data, predicted(shared_server, ROWS))
 
 
 def test_fp32_output_on_request(shared_server: Gunicorn) -> None:
@@ -142,13 +246,16 @@ def test_shape_disagreeing_with_data_is_refused(client: httpclient.InferenceServ
     assert "9 elements but data has 6" in caught.value.message()
 
 
-def test_binary_tensor_data_is_refused_clearly(client: httpclient.InferenceServerClient) -> None:
+def test_binary_errors_reach_the_client_as_the_spec_error(
+    client: httpclient.InferenceServerClient,
+) -> None:
     tensor = httpclient.InferInput("input0", [4, 3], "FP64")
-    tensor.set_data_from_numpy(ROWS.astype(np.float64), binary_data=True)
+    tensor.set_data_from_numpy(ROWS.astype(np.float64))
+    tensor.set_shape([5, 3])  # the client lets the shape disagree with the data it holds
     with pytest.raises(InferenceServerException) as caught:
         client.infer("neuron", [tensor])
     assert caught.value.status() == "400"
-    assert "binary tensor data is not supported" in caught.value.message()
+    assert "binary_data_size 96 of 'input0' disagrees with shape [5, 3]" in caught.value.message()
 
 
 def test_kept_versions_and_metrics_labels(server: Gunicorn) -> None:

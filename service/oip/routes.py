@@ -7,6 +7,7 @@ model or version; the main envelope stays everywhere else.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from typing import Any
@@ -14,11 +15,24 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import __version__
-from .api import server
-from .errors import NotFound as ModelNotFound
-from .errors import ServiceError
-from .oip_schemas import (
+from .. import __version__
+from ..api import server
+from ..errors import NotFound as ModelNotFound
+from ..errors import ServiceError, UnsupportedMediaType
+from ..web import json_response, read_json, validate
+from .codec import (
+    BINARY_CONTENT_TYPE,
+    HEADER_LENGTH,
+    bad,
+    binary_output,
+    binary_response,
+    inference_response,
+    output_datatype,
+    read_header,
+    split_body,
+    to_matrix,
+)
+from .schemas import (
     EXTENSIONS,
     MODEL_NAME,
     InferenceRequest,
@@ -26,19 +40,16 @@ from .oip_schemas import (
     ServerLive,
     ServerMetadata,
     ServerReady,
-    bad,
-    inference_response,
     model_metadata,
-    output_datatype,
-    to_matrix,
 )
-from .web import json_response, read_json, validate
 
 log = logging.getLogger("neuron.oip")
 
 PREFIX = "/v2"
 SERVER_NAME = "neuron-service"
 _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+# A binary body may say it is binary, JSON (its start), or, as tritonclient sends it, nothing.
+_BINARY_BODY_TYPES = frozenset({BINARY_CONTENT_TYPE, "application/json", ""})
 
 bp = Blueprint("oip", __name__, url_prefix=PREFIX)
 
@@ -125,12 +136,43 @@ def _version(model_name: str, model_version: str | None) -> int | None:
     return int(model_version)
 
 
-def _body() -> Any:
-    """The JSON body, through the main API's reader (and so its checks, e.g. duplicate keys)."""
-    if request.headers.get("Inference-Header-Content-Length") is not None:
-        raise bad("binary tensor data is not supported: send the tensors as JSON")
-    # The protocol's clients (tritonclient among them) send their JSON without saying so.
-    return read_json(assume_json=True)
+def _body() -> tuple[Any, memoryview | None]:
+    """The JSON request, and the binary data after it when the request says it has some.
+
+    JSON alone goes through the main API's reader (and so its checks, e.g. duplicate keys).
+    """
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        if request.mimetype == BINARY_CONTENT_TYPE:
+            raise bad(f"a binary body needs the {HEADER_LENGTH} header: the length of its JSON")
+        # The protocol's clients (tritonclient among them) send their JSON without saying so.
+        return read_json(assume_json=True), None
+    if request.mimetype not in _BINARY_BODY_TYPES:
+        raise UnsupportedMediaType(f"send a binary body as Content-Type: {BINARY_CONTENT_TYPE}")
+    header, binary = split_body(_read_body(), header_length)
+    return read_header(header), binary
+
+
+def _read_body() -> bytes | bytearray:
+    """The body in one read into one buffer, as the bare WSGI floor reads it.
+
+    get_data() reads 64 KiB at a time into a growing buffer, then copies the whole: for a
+    240 kB tensor, 0.05-0.1 ms more per request (in-process A/B, a read()-only input like
+    gunicorn's).
+    """
+    length = request.content_length
+    stream = request.stream  # a 413 here if Content-Length is over MAX_CONTENT_LENGTH
+    if length is None or not isinstance(stream, io.RawIOBase):
+        return request.get_data(cache=False)  # chunked: werkzeug's loop, bounded all the same
+    body = bytearray(length)
+    view = memoryview(body)
+    read = 0
+    while read < length:  # a short read only if the server's reader returns one early
+        count = stream.readinto(view[read:])
+        if not count:
+            raise bad(f"the body ended after {read} of its {length} bytes")
+        read += count
+    return body
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -177,8 +219,15 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
 @bp.post("/models/<model_name>/versions/<model_version>/infer")
 def infer(model_name: str, model_version: str | None = None) -> Response:
     version = _version(model_name, model_version)
-    payload = validate(InferenceRequest, _body())
-    inputs = to_matrix(payload, server().settings.max_batch)
+    body, binary = _body()
+    payload = validate(InferenceRequest, body)
+    inputs = to_matrix(payload, server().settings.max_batch, binary)
     datatype = output_datatype(payload.outputs)
+    as_binary = binary_output(payload)
     probabilities, record = server().infer(inputs, version)
-    return json_response(inference_response(payload, probabilities, record.version, datatype))
+    if not as_binary:
+        return json_response(inference_response(payload, probabilities, record.version, datatype))
+    data, header_length = binary_response(payload, probabilities, record.version, datatype)
+    response = Response(data, content_type=BINARY_CONTENT_TYPE)
+    response.headers[HEADER_LENGTH] = str(header_length)
+    return response
