@@ -13,7 +13,8 @@ from openapi_spec_validator import validate
 from pydantic import ValidationError
 
 from service.neuron import CLASSIC_INPUTS, CLASSIC_TARGETS
-from service.oip_schemas import InferenceRequest, to_matrix
+from service.oip.codec import to_matrix
+from service.oip.schemas import InferenceRequest
 from service.openapi import OPERATIONS, RETRAIN_EXAMPLE, Operation, document
 from service.schemas import PredictRequest
 
