@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from .store import TrainingMetadata
+from .store import StoredScaling, TrainingMetadata, Validation
 
 _NUMBER_TYPES = frozenset({int, float})
 
@@ -132,21 +132,69 @@ class RetrainRequest(Request):
         None, gt=0, allow_inf_nan=False, description="Stop early once the MSE is below this."
     )
     force: bool = Field(
-        False, description="Promote the model even if training did not improve or saturated."
+        False,
+        description="Promote the model even if training did not improve, saturated, or is not "
+        "more accurate than always answering the majority class.",
+    )
+    standardize: bool = Field(
+        False,
+        description="Fit each feature's mean and standard deviation on the training rows and "
+        "keep them in the model, which then standardizes every raw row it is given.",
+    )
+    validation_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of each class held out (seeded by seed) to validate on; 0 for none. "
+        "Default: 0.25 once each class has 20 rows, else none.",
+    )
+    promote: Literal["always", "if_better"] = Field(
+        "always",
+        description="if_better: promote only if the new model beats the serving one on the "
+        "same held-out rows (when both take the same number of features).",
+    )
+    feature_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, description="A name per feature, stored with the model; distinct."
     )
 
     @model_validator(mode="after")
     def _rows_match(self) -> RetrainRequest:
         _same_rows(self.inputs, self.targets)
+        names = self.feature_names
+        if names is not None:
+            if len(set(names)) != len(names):
+                raise ValueError("feature_names must be distinct")
+            width = 3 if self.inputs is None else self.inputs.shape[1]
+            if len(names) != width:
+                raise ValueError(f"{len(names)} feature_names for rows of {width} features")
         return self
 
 
-class RetrainResponse(BaseModel):
-    model_version: int
+class Champion(BaseModel):
+    """The serving model, scored on the same rows as the new one (promote=if_better)."""
+
+    version: int
+    rows: int
     loss: float
+    accuracy: float
+
+
+class RetrainResponse(BaseModel):
+    model_version: int = Field(description="The version serving after this call.")
+    promoted: bool = Field(description="False only when promote=if_better kept the serving one.")
+    reason: str = Field(description="Why the new model was promoted, or not.")
+    loss: float = Field(description="Mean squared error on the training rows.")
     initial_loss: float
     iterations: int
     duration_seconds: float
+    accuracy: float = Field(description="Accuracy on the training rows.")
+    baseline_accuracy: float = Field(description="The majority class's, on the training rows.")
+    validation: Validation | None = Field(description="Held-out scores; null without a split.")
+    standardized: bool
+    champion: Champion | None = Field(
+        None, description="The serving model's scores on the same rows, when compared."
+    )
     warnings: list[str] = Field(description="Plain-words notes on a forced, poor run.")
 
 
@@ -159,6 +207,10 @@ class ModelInfo(BaseModel):
     n_inputs: int
     weights: list[float]
     training: TrainingMetadata
+    scaling: StoredScaling | None = Field(
+        description="Standardization applied to raw rows before the weights; null for none."
+    )
+    feature_names: list[str] | None
     kept_versions: list[int]
 
 
