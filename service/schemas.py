@@ -11,11 +11,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
 
+from .errors import ValidationFailed
 from .store import StoredScaling, TrainingMetadata, Validation
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -169,6 +171,40 @@ class RetrainRequest(Request):
             if len(names) != width:
                 raise ValueError(f"{len(names)} feature_names for rows of {width} features")
         return self
+
+
+CSV_TARGET_PARAMETER = "target"
+_DATA_FIELDS = frozenset({"inputs", "targets", "feature_names"})
+
+
+def retrain_settings(query: dict[str, list[str]]) -> RetrainRequest:
+    """RetrainRequest's settings from query parameters (strings), for a text/csv body.
+
+    The same schema as the JSON body, read laxly ("0.01" is a float, "true" a boolean); the
+    data fields come from the body and ``target`` is the CSV's, so neither is taken here.
+    """
+    details: list[dict[str, Any]] = [
+        {"loc": ["query", name], "msg": "given more than once"}
+        for name, values in query.items()
+        if len(values) > 1
+    ] + [
+        {"loc": ["query", name], "msg": "comes from the CSV body, not the query"}
+        for name in query
+        if name in _DATA_FIELDS
+    ]
+    if details:
+        raise ValidationFailed("the query is invalid", details)
+    settings = {k: v[0] for k, v in query.items() if k != CSV_TARGET_PARAMETER}
+    try:
+        return RetrainRequest.model_validate(settings, strict=False)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the query is invalid",
+            [
+                {"loc": ["query", *e["loc"]], "msg": e["msg"].removeprefix("Value error, ")}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        ) from None
 
 
 class Champion(BaseModel):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
+from service.app import create_app
 from service.neuron import sigmoid
+from service.settings import Settings
 
-from .conftest import AUTH
+from .conftest import AUTH, TOKEN
 
 
 def separable(rows: int = 80, seed: int = 4, flip: bool = False) -> dict[str, Any]:
@@ -219,3 +222,72 @@ def test_validation_gauges_follow_the_serving_model(client: FlaskClient) -> None
     )
     retrain(client)
     assert math.isnan(gauge("neuron_model_validation_accuracy"))
+
+
+# -- CSV upload ------------------------------------------------------------------------------
+
+CSV = {**AUTH, "Content-Type": "text/csv"}
+
+
+def as_csv(data: dict[str, Any], names: tuple[str, str] = ("size", "ratio")) -> bytes:
+    lines = [f"{names[0]},{names[1]},label"]
+    lines += [f"{a!r},{b!r},{t}" for (a, b), t in zip(data["inputs"], data["targets"], strict=True)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_csv_trains_the_same_model_as_the_same_rows_in_json(client: FlaskClient) -> None:
+    data = separable()
+    from_json = retrain(client, **data, standardize=True, learning_rate=0.5, seed=9)
+    json_model = client.get("/model").get_json()
+    from_csv = client.post(
+        "/admin/retrain?standardize=true&learning_rate=0.5&seed=9", data=as_csv(data), headers=CSV
+    )
+    assert from_csv.status_code == 200, from_csv.get_json()
+    csv_model = client.get("/model").get_json()
+    assert csv_model["version"] == json_model["version"] + 1
+    assert csv_model["weights"] == json_model["weights"]
+    assert csv_model["scaling"] == json_model["scaling"]
+    assert csv_model["training"]["data_sha256"] == json_model["training"]["data_sha256"]
+    assert csv_model["feature_names"] == ["size", "ratio"]
+    assert from_csv.get_json()["validation"] == from_json.get_json()["validation"]
+
+
+def test_csv_target_column_by_name(client: FlaskClient) -> None:
+    body = b"label,x\n" + b"".join(b"%d,%d\n" % (i % 2, 2 * (i % 2) - 1) for i in range(10))
+    answer = client.post("/admin/retrain?target=label", data=body, headers=CSV)
+    assert answer.status_code == 200, answer.get_json()
+    assert client.get("/model").get_json()["feature_names"] == ["x"]
+    assert client.post("/predict", json={"inputs": [[1], [-1]]}).get_json()["predictions"][0] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "headers", "status", "code"),
+    [
+        ("", b"a,t\n1,x\n", CSV, 422, "validation_error"),
+        ("", b"a,t\n1,0\n1\n", CSV, 400, "malformed_csv"),
+        ("", b"", CSV, 400, "malformed_csv"),
+        ("?target=nope", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?standardize=perhaps", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?learning_rate=nan", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?validation_fraction=0.9", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?unknown=1", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?targets=1", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        ("?seed=1&seed=2", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+        (
+            "",
+            b"a,t\n1,0\n",
+            {**AUTH, "Content-Type": "text/csv; charset=latin-1"},
+            415,
+            "unsupported_media_type",
+        ),
+        ("?seed=2", b"{}", {**AUTH, "Content-Type": "application/json"}, 422, "validation_error"),
+        ("", b"a,t\n" + b"1,0\n" * 5, CSV, 413, "payload_too_large"),
+    ],
+)
+def test_bad_csv_requests(
+    model_dir: Path, query: str, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    small = create_app(Settings(model_dir=model_dir, admin_token=TOKEN, max_train_rows=4))
+    response = small.test_client().post(f"/admin/retrain{query}", data=body, headers=headers)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
+    assert small.test_client().get("/model").get_json()["version"] == 1
