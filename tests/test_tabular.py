@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.errors import MalformedCsv, PayloadTooLarge, ServiceError, ValidationFailed
 from service.tabular import parse_csv
@@ -125,3 +127,30 @@ def test_cost_grows_linearly_with_the_body(make: Callable[[int], bytes]) -> None
     """4x the bytes may cost at most ~10x the time (quadratic work would cost 16x)."""
     small, large = _seconds(make, 2**19), _seconds(make, 2**21)
     assert large < 10 * small + 0.05, f"{small:.4f}s -> {large:.4f}s"
+
+
+CSV_ALPHABET = st.sampled_from([*'0123456789,.-+eE \n\r"_abtnaif', "\x00", "\u0661", "\ufeff"])
+NUMBERS = st.sampled_from(["0", "1", "0", "1", " 1 ", '"0"', "2.5", "-1e3", ".5"])
+ODD = st.sampled_from(["", "nan", "x", "1_0", "inf", "0.5", "\u0661", "1e999"])
+TABLES = st.integers(2, 4).flatmap(
+    lambda width: st.lists(
+        st.lists(st.one_of(NUMBERS, NUMBERS, NUMBERS, ODD), min_size=width, max_size=width)
+        | st.lists(NUMBERS, min_size=width - 1, max_size=width + 1),
+        max_size=8,
+    ).map(lambda rows: "\n".join([",".join("abcd"[:width]), *map(",".join, rows)]).encode())
+)
+
+
+@given(
+    st.one_of(st.binary(max_size=300), st.text(CSV_ALPHABET, max_size=300).map(str.encode), TABLES)
+)
+@settings(max_examples=600, deadline=None, database=None)
+def test_any_body_is_a_table_or_a_client_error(body: bytes) -> None:
+    try:
+        table = parse(body, rows=50, features=20)
+    except ServiceError as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert table.inputs.shape == (len(table.targets), len(table.feature_names))
+    assert np.isfinite(table.inputs).all()
+    assert set(np.unique(table.targets)) <= {0.0, 1.0}
