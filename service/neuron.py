@@ -17,6 +17,7 @@ DEFAULT_ITERATIONS = 10_000
 DEFAULT_LEARNING_RATE = 1.0
 _CHECK_CLOCK_EVERY = 256
 _Z_LIMIT = 500.0
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def sigmoid(z: Matrix) -> Matrix:
@@ -62,7 +63,13 @@ class Scaling:
         return cls(mean, scale)
 
     def apply(self, inputs: Matrix) -> Matrix:
-        return (inputs - self.mean) / self.scale
+        """Scaled rows, always finite: a row far outside the training range (or a tiny scale)
+        can overflow to ±inf, which is pinned at ±float max so the sum stays well defined."""
+        with np.errstate(over="ignore"):
+            scaled = (inputs - self.mean) / self.scale
+        if not np.isfinite(scaled).all():
+            np.clip(scaled, -_FLOAT_MAX, _FLOAT_MAX, out=scaled)
+        return scaled
 
 
 @dataclass(frozen=True)

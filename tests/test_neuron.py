@@ -6,6 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from service.neuron import (
     Neuron,
@@ -194,3 +197,39 @@ def test_standardized_training_takes_raw_rows_and_equals_training_on_scaled_rows
 
 def test_default_training_has_no_scaling() -> None:
     assert train(*classic_training_set()).neuron.scaling is None
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(1, 3)), elements=finite),
+    hnp.arrays(np.float64, (4, 3), elements=finite),
+    hnp.arrays(np.float64, (3, 1), elements=st.floats(-1e6, 1e6)),
+)
+@settings(max_examples=300, deadline=None, database=None)
+def test_a_standardized_neuron_answers_a_probability_for_any_finite_row(
+    training: np.ndarray, rows: np.ndarray, weights: np.ndarray
+) -> None:
+    try:
+        scaling = Scaling.fit(training)
+    except ValueError:
+        return  # refused up front: the column's statistics overflow
+    width = training.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        probabilities = Neuron(weights[:width], scaling)(rows[:, :width])
+    assert np.isfinite(scaling.apply(rows[:, :width])).all()
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_rows_far_outside_a_tiny_training_range_still_get_probabilities() -> None:
+    result = train(
+        np.array([[1e-300], [2e-300], [3e-300], [4e-300]]),
+        np.array([[0.0], [0.0], [1.0], [1.0]]),
+        standardize=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the weighted sum overflows, rescued
+        answer = result.neuron(np.array([[1e10], [-1e10], [1e308]]))
+    assert answer.tolist() == pytest.approx([1.0, 0.0, 1.0])
