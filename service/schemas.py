@@ -19,6 +19,7 @@ from pydantic import (
 
 from .errors import ValidationFailed
 from .store import StoredScaling, TrainingMetadata, Validation
+from .tabular import MAX_NAME_LENGTH
 
 _NUMBER_TYPES = frozenset({int, float})
 
@@ -83,6 +84,9 @@ Targets = Annotated[
         {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 1}
     ),
 ]
+
+
+FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 
 
 class Request(BaseModel):
@@ -156,7 +160,7 @@ class RetrainRequest(Request):
         description="if_better: promote only if the new model beats the serving one on the "
         "same held-out rows (when both take the same number of features).",
     )
-    feature_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+    feature_names: list[FeatureName] | None = Field(
         None, description="A name per feature, stored with the model; distinct."
     )
 

@@ -19,6 +19,7 @@ from .neuron import Matrix
 
 _CHUNK_ROWS = 2048  # rows held as Python strings at once, before they become float64
 _SHOWN_NAMES = 10
+MAX_NAME_LENGTH = 200  # as for feature_names in a JSON body
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,13 @@ def _header(cells: list[str], max_features: int) -> list[str]:
         )
     if "" in names:
         raise _invalid("empty column name", "header", f"column {names.index('') + 1} has no name")
+    long = next((name for name in names if len(name) > MAX_NAME_LENGTH), None)
+    if long is not None:
+        raise _invalid(
+            "column name too long",
+            "header",
+            f"{long[:40]!r}... is longer than {MAX_NAME_LENGTH} characters",
+        )
     seen: set[str] = set()
     for name in names:
         if name in seen:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import MalformedCsv, PayloadTooLarge, ServiceError, ValidationFailed
-from service.tabular import parse_csv
+from service.tabular import MAX_NAME_LENGTH, parse_csv
 
 
 def parse(body: bytes, target: str | None = None, rows: int = 10_000, features: int = 1000):
@@ -154,3 +154,11 @@ def test_any_body_is_a_table_or_a_client_error(body: bytes) -> None:
     assert table.inputs.shape == (len(table.targets), len(table.feature_names))
     assert np.isfinite(table.inputs).all()
     assert set(np.unique(table.targets)) <= {0.0, 1.0}
+
+
+def test_column_names_are_as_long_as_json_feature_names_may_be() -> None:
+    name = "n" * MAX_NAME_LENGTH
+    assert parse(f"{name},t\n1,0\n".encode()).feature_names == [name]
+    with pytest.raises(ValidationFailed) as caught:
+        parse(f"{name}x,t\n1,0\n".encode())
+    assert f"longer than {MAX_NAME_LENGTH} characters" in str(caught.value.details)
