@@ -31,6 +31,12 @@ class MalformedRequest(ServiceError):
     status, code = 400, "malformed_json"
 
 
+class MalformedCsv(ServiceError):
+    """A text/csv body that cannot be read as CSV at all (encoding, quoting, ragged rows)."""
+
+    status, code = 400, "malformed_csv"
+
+
 class Unauthorized(ServiceError):
     status, code = 401, "unauthorized"
     headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="neuron-admin"'}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -53,6 +54,22 @@ MODEL_TRAINING_LOSS = Gauge(
     "Mean squared error of the serving model on its own training data.",
     multiprocess_mode="mostrecent",
 )
+# Per model, like the version: every worker writes the same value, the newest write wins.
+MODEL_VALIDATION_ACCURACY = Gauge(
+    "neuron_model_validation_accuracy",
+    "Accuracy of the serving model on its held-out validation rows (NaN without a split).",
+    multiprocess_mode="mostrecent",
+)
+MODEL_VALIDATION_LOSS = Gauge(
+    "neuron_model_validation_loss",
+    "Mean squared error of the serving model on its held-out rows (NaN without a split).",
+    multiprocess_mode="mostrecent",
+)
+MODEL_VALIDATION_BASELINE_ACCURACY = Gauge(
+    "neuron_model_validation_baseline_accuracy",
+    "Accuracy of always answering the majority class on the same held-out rows (NaN without).",
+    multiprocess_mode="mostrecent",
+)
 MODEL_LOAD_FAILURES_TOTAL = Counter(
     "neuron_model_load_failures", "Stored versions found damaged and quarantined."
 )
@@ -78,7 +95,7 @@ EVALUATION_SQUARED_ERROR_TOTAL = Counter(
     "Sum of squared errors over evaluated rows; divide rates by the rows' for a windowed MSE.",
 )
 
-for _outcome in ("promoted", "forced", "rejected", "failed"):
+for _outcome in ("promoted", "forced", "declined", "rejected", "failed"):
     RETRAINS_TOTAL.labels(_outcome)
 
 
@@ -104,6 +121,13 @@ def model_swapped(record: ModelRecord) -> None:
     MODEL_VERSION.set(record.version)
     MODEL_INPUTS.set(record.document.n_inputs)
     MODEL_TRAINING_LOSS.set(record.document.training.loss)
+    validation = record.document.training.validation
+    # NaN, not the previous model's figures, when this one was not validated.
+    MODEL_VALIDATION_ACCURACY.set(math.nan if validation is None else validation.accuracy)
+    MODEL_VALIDATION_LOSS.set(math.nan if validation is None else validation.loss)
+    MODEL_VALIDATION_BASELINE_ACCURACY.set(
+        math.nan if validation is None else validation.baseline_accuracy
+    )
 
 
 def predicted(probabilities: NDArray[np.float64]) -> None:

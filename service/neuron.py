@@ -17,6 +17,7 @@ DEFAULT_ITERATIONS = 10_000
 DEFAULT_LEARNING_RATE = 1.0
 _CHECK_CLOCK_EVERY = 256
 _Z_LIMIT = 500.0
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def sigmoid(z: Matrix) -> Matrix:
@@ -34,17 +35,58 @@ class TrainingTimeout(Exception):
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """Per-feature standardization fitted on training rows: (x - mean) / scale."""
+
+    mean: Matrix  # shape (n,)
+    scale: Matrix  # shape (n,), every value > 0
+
+    @classmethod
+    def fit(cls, inputs: Matrix) -> Scaling:
+        """Mean and standard deviation of each column.
+
+        A column that is constant in the training rows carries nothing to standardize: it is
+        divided by its own magnitude instead (mean 0, scale |value|, or 1 for a zero column),
+        so a column of ones keeps serving as the neuron's bias input and nothing divides by 0.
+        Raises ValueError when a column's statistics overflow float64.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = inputs.mean(axis=0)
+            std = inputs.std(axis=0)
+        constant = (inputs == inputs[0]).all(axis=0)
+        magnitude = np.abs(inputs[0])
+        fallback = np.where(magnitude > 0, magnitude, 1.0)
+        mean = np.where(constant, 0.0, mean)
+        scale = np.where(constant | (std == 0), fallback, std)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError("a feature's values are too large to standardize")
+        return cls(mean, scale)
+
+    def apply(self, inputs: Matrix) -> Matrix:
+        """Scaled rows, always finite: a row far outside the training range (or a tiny scale)
+        can overflow to ±inf, which is pinned at ±float max so the sum stays well defined."""
+        with np.errstate(over="ignore"):
+            scaled = (inputs - self.mean) / self.scale
+        if not np.isfinite(scaled).all():
+            np.clip(scaled, -_FLOAT_MAX, _FLOAT_MAX, out=scaled)
+        return scaled
+
+
+@dataclass(frozen=True)
 class Neuron:
-    """n inputs -> weighted sum -> sigmoid. Call it with a (rows, n) matrix."""
+    """[standardize ->] n inputs -> weighted sum -> sigmoid. Call it with a (rows, n) matrix."""
 
     weights: Matrix  # shape (n, 1)
+    scaling: Scaling | None = None  # applied to raw rows first, when the model was trained so
 
     @property
     def n_inputs(self) -> int:
         return int(self.weights.shape[0])
 
     def __call__(self, inputs: Matrix) -> Matrix:
-        """Probabilities, shape (rows,)."""
+        """Probabilities of raw rows, shape (rows,)."""
+        if self.scaling is not None:
+            inputs = self.scaling.apply(inputs)
         z = inputs @ self.weights
         if not np.isfinite(z).all():
             z = _rescued(inputs, self.weights, z)
@@ -117,12 +159,17 @@ def train(
     seed: int = DEFAULT_SEED,
     tolerance: float | None = None,
     budget_seconds: float | None = None,
+    standardize: bool = False,
 ) -> TrainingResult:
     """Train a fresh neuron on (rows, n) inputs and (rows, 1) targets, as the article does.
 
-    Stops early when the mean squared error falls below ``tolerance``; raises
-    TrainingTimeout when ``budget_seconds`` of wall-clock time are spent.
+    ``standardize`` fits a Scaling on the rows, trains on the scaled rows and keeps the
+    scaling in the neuron, which then takes raw rows. Stops early when the mean squared error
+    falls below ``tolerance``; raises TrainingTimeout when ``budget_seconds`` are spent.
     """
+    scaling = Scaling.fit(inputs) if standardize else None
+    if scaling is not None:
+        inputs = scaling.apply(inputs)
     weights = Neuron.random(inputs.shape[1], seed).weights.copy()
     initial_loss = mse(sigmoid(inputs @ weights), targets)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
@@ -136,7 +183,7 @@ def train(
             raise TrainingTimeout(done, budget_seconds or 0.0)
     outputs = sigmoid(inputs @ weights)
     return TrainingResult(
-        neuron=Neuron(weights),
+        neuron=Neuron(weights, scaling),
         initial_loss=initial_loss,
         loss=mse(outputs, targets),
         iterations=done,

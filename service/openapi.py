@@ -24,6 +24,7 @@ from .oip.schemas import (
     ServerReady,
 )
 from .schemas import (
+    CSV_TARGET_PARAMETER,
     ErrorResponse,
     EvaluateRequest,
     EvaluateResponse,
@@ -38,13 +39,13 @@ from .schemas import (
 )
 
 _REASONS = {
-    400: "Malformed JSON (on /v2: any bad inference request)",
+    400: "Malformed JSON or CSV (on /v2: any bad inference request)",
     401: "Missing or wrong bearer token",
     403: "Admin endpoints disabled (no token configured)",
     404: "Not found",
     405: "Method not allowed",
     413: "Body or batch too large",
-    415: "Body is not application/json",
+    415: "Body is not application/json (or, where accepted, UTF-8 text/csv)",
     422: "Invalid values",
     500: "Internal error",
     503: "Not ready, or the model directory is unavailable",
@@ -92,6 +93,7 @@ class Operation:
     error_response: type[BaseModel] = ErrorResponse
     example: dict[str, Any] | None = None
     html: bool = False  # also answers text/html to a client asking for it first
+    csv: bool = False  # also takes a text/csv body, its settings as query parameters
 
 
 OPERATIONS = (
@@ -117,6 +119,7 @@ OPERATIONS = (
         "/admin/retrain", "post", "Train and promote a new version", RetrainResponse,
         RetrainRequest, (*_JSON_BODY, 401, 403, 503, 507), body_required=False, admin=True,
         example=RETRAIN_EXAMPLE,
+        csv=True,
     ),
     Operation(
         "/admin/rollback", "post", "Serve a kept version again, as a new version", ModelInfo,
@@ -174,6 +177,49 @@ def _schemas() -> dict[str, Any]:
     return dict(top.get("$defs", {}))
 
 
+_CSV_BODY = {
+    "type": "string",
+    "description": "UTF-8 CSV: a header row naming the columns, then one row of numbers per "
+    "example; the target column (the last, unless the target parameter names another) holds "
+    "0 or 1. Training settings come as query parameters.",
+}
+_CSV_DATA_FIELDS = ("inputs", "targets", "feature_names")
+
+
+def _csv_parameters(request: type[BaseModel]) -> list[dict[str, Any]]:
+    """The query parameters of a text/csv body: the target column, then the JSON settings."""
+    properties = request.model_json_schema()["properties"]
+    target = {
+        "name": CSV_TARGET_PARAMETER,
+        "in": "query",
+        "required": False,
+        "description": "text/csv only: the name of the target column (default: the last).",
+        "schema": {"type": "string"},
+    }
+    return [target] + [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"text/csv only: {schema.get('description', name)}",
+            "schema": _query_schema(schema),
+        }
+        for name, schema in properties.items()
+        if name not in _CSV_DATA_FIELDS
+    ]
+
+
+def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A body field's schema as a query parameter's: a query cannot send null, only omit it."""
+    choices = [c for c in schema.get("anyOf", ()) if c.get("type") != "null"]
+    kept = {k: v for k, v in schema.items() if k not in ("description", "title", "anyOf")}
+    if len(choices) == 1:
+        kept |= choices[0]
+    if kept.get("default", 0) is None:
+        del kept["default"]
+    return kept
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -210,6 +256,9 @@ def _operation(op: Operation) -> dict[str, Any]:
         if op.example is not None:
             body["example"] = op.example
         spec["requestBody"] = {"required": op.body_required, "content": {"application/json": body}}
+    if op.csv and op.request is not None:
+        spec["requestBody"]["content"]["text/csv"] = {"schema": _CSV_BODY}
+        spec["parameters"] = [*spec.get("parameters", ()), *_csv_parameters(op.request)]
     if op.admin:
         spec["security"] = [{"bearer": []}]
     return spec

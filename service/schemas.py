@@ -11,12 +11,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
 
-from .store import TrainingMetadata
+from .errors import ValidationFailed
+from .store import StoredScaling, TrainingMetadata, Validation
+from .tabular import MAX_NAME_LENGTH
 
 _NUMBER_TYPES = frozenset({int, float})
 
@@ -83,6 +86,9 @@ Targets = Annotated[
 ]
 
 
+FeatureName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
 class Request(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
@@ -132,21 +138,103 @@ class RetrainRequest(Request):
         None, gt=0, allow_inf_nan=False, description="Stop early once the MSE is below this."
     )
     force: bool = Field(
-        False, description="Promote the model even if training did not improve or saturated."
+        False,
+        description="Promote the model even if training did not improve, saturated, or is not "
+        "more accurate than always answering the majority class.",
+    )
+    standardize: bool = Field(
+        False,
+        description="Fit each feature's mean and standard deviation on the training rows and "
+        "keep them in the model, which then standardizes every raw row it is given.",
+    )
+    validation_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of each class held out (seeded by seed) to validate on; 0 for none. "
+        "Default: 0.25 once each class has 20 rows, else none.",
+    )
+    promote: Literal["always", "if_better"] = Field(
+        "always",
+        description="if_better: promote only if the new model beats the serving one on the "
+        "same held-out rows (when both take the same number of features).",
+    )
+    feature_names: list[FeatureName] | None = Field(
+        None, description="A name per feature, stored with the model; distinct."
     )
 
     @model_validator(mode="after")
     def _rows_match(self) -> RetrainRequest:
         _same_rows(self.inputs, self.targets)
+        names = self.feature_names
+        if names is not None:
+            if len(set(names)) != len(names):
+                raise ValueError("feature_names must be distinct")
+            width = 3 if self.inputs is None else self.inputs.shape[1]
+            if len(names) != width:
+                raise ValueError(f"{len(names)} feature_names for rows of {width} features")
         return self
 
 
-class RetrainResponse(BaseModel):
-    model_version: int
+CSV_TARGET_PARAMETER = "target"
+_DATA_FIELDS = frozenset({"inputs", "targets", "feature_names"})
+
+
+def retrain_settings(query: dict[str, list[str]]) -> RetrainRequest:
+    """RetrainRequest's settings from query parameters (strings), for a text/csv body.
+
+    The same schema as the JSON body, read laxly ("0.01" is a float, "true" a boolean); the
+    data fields come from the body and ``target`` is the CSV's, so neither is taken here.
+    """
+    details: list[dict[str, Any]] = [
+        {"loc": ["query", name], "msg": "given more than once"}
+        for name, values in query.items()
+        if len(values) > 1
+    ] + [
+        {"loc": ["query", name], "msg": "comes from the CSV body, not the query"}
+        for name in query
+        if name in _DATA_FIELDS
+    ]
+    if details:
+        raise ValidationFailed("the query is invalid", details)
+    settings = {k: v[0] for k, v in query.items() if k != CSV_TARGET_PARAMETER}
+    try:
+        return RetrainRequest.model_validate(settings, strict=False)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the query is invalid",
+            [
+                {"loc": ["query", *e["loc"]], "msg": e["msg"].removeprefix("Value error, ")}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        ) from None
+
+
+class Champion(BaseModel):
+    """The serving model, scored on the same rows as the new one (promote=if_better)."""
+
+    version: int
+    rows: int
     loss: float
+    accuracy: float
+
+
+class RetrainResponse(BaseModel):
+    model_version: int = Field(description="The version serving after this call.")
+    promoted: bool = Field(description="False only when promote=if_better kept the serving one.")
+    reason: str = Field(description="Why the new model was promoted, or not.")
+    loss: float = Field(description="Mean squared error on the training rows.")
     initial_loss: float
     iterations: int
     duration_seconds: float
+    accuracy: float = Field(description="Accuracy on the training rows.")
+    baseline_accuracy: float = Field(description="The majority class's, on the training rows.")
+    validation: Validation | None = Field(description="Held-out scores; null without a split.")
+    standardized: bool
+    champion: Champion | None = Field(
+        None, description="The serving model's scores on the same rows, when compared."
+    )
     warnings: list[str] = Field(description="Plain-words notes on a forced, poor run.")
 
 
@@ -159,6 +247,10 @@ class ModelInfo(BaseModel):
     n_inputs: int
     weights: list[float]
     training: TrainingMetadata
+    scaling: StoredScaling | None = Field(
+        description="Standardization applied to raw rows before the weights; null for none."
+    )
+    feature_names: list[str] | None
     kept_versions: list[int]
 
 

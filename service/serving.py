@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ from .neuron import (
     train,
 )
 from .schemas import (
+    Champion,
     EvaluateRequest,
     EvaluateResponse,
     ModelInfo,
@@ -41,9 +43,20 @@ from .schemas import (
     RollbackRequest,
 )
 from .settings import Settings
-from .store import ModelRecord, ModelStore, TrainingMetadata, data_digest, utc_now
+from .store import ModelRecord, ModelStore, TrainingMetadata, Validation, data_digest, utc_now
+from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
 
 log = logging.getLogger("neuron.serving")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a retrain ends with: the record serving now, and why."""
+
+    record: ModelRecord
+    promoted: bool
+    reason: str
+    champion: Champion | None
 
 
 class ModelServer:
@@ -80,8 +93,10 @@ class ModelServer:
                 started = time.monotonic()
                 result = train(inputs, targets)
                 duration = time.monotonic() - started
+                scores = score(result.neuron, inputs, targets, majority_class(targets))
                 record = self.store.save_locked(
-                    result.neuron, _metadata("default", (inputs, targets), result, duration)
+                    result.neuron,
+                    _metadata("default", (inputs, targets), result, duration, scores),
                 )
         return record
 
@@ -151,6 +166,8 @@ class ModelServer:
             n_inputs=document.n_inputs,
             weights=document.weights,
             training=document.training,
+            scaling=document.scaling,
+            feature_names=document.feature_names,
             kept_versions=self.store.versions(),
         )
 
@@ -160,9 +177,58 @@ class ModelServer:
         """Train without holding the lock; save (locked) only a model worth serving."""
         inputs, targets = _training_data(request)
         self._check_limits(inputs, request.iterations)
+        split = _split(request, targets)
+        fit, held_out = split if split else (slice(None), None)
         started = time.monotonic()
+        result = self._train(request, inputs[fit], targets[fit])
+        duration = time.monotonic() - started
+        metrics.TRAINING_DURATION_SECONDS.observe(duration)
+        majority = majority_class(targets[fit])
+        scores = score(result.neuron, inputs[fit], targets[fit], majority)
+        held = None
+        if held_out is not None:
+            held = score(result.neuron, inputs[held_out], targets[held_out], majority)
+        warnings = _warnings(result, request, inputs) + _gate(held or scores, held is not None)
+        if warnings and not request.force:
+            metrics.RETRAINS_TOTAL.labels("rejected").inc()
+            raise TrainingRejected(
+                " ".join(warnings) + " The model was not promoted; send force=true to promote it."
+            )
+        training = _metadata("retrain", (inputs, targets), result, duration, scores, request)
+        training = training.model_copy(
+            update={
+                "validation_fraction": 0.0 if split is None else _fraction(request, targets),
+                "validation": None if held is None else Validation(**asdict(held)),
+            }
+        )
+        judged = (inputs, targets) if held_out is None else (inputs[held_out], targets[held_out])
         try:
-            result = train(
+            decision = self._promote(request, result, training, judged, held or scores)
+        except Exception:
+            metrics.RETRAINS_TOTAL.labels("failed").inc()
+            raise
+        self.model.set(decision.record)
+        outcome = "forced" if warnings else "promoted"
+        metrics.RETRAINS_TOTAL.labels(outcome if decision.promoted else "declined").inc()
+        return RetrainResponse(
+            model_version=decision.record.version,
+            promoted=decision.promoted,
+            reason=decision.reason,
+            loss=result.loss,
+            initial_loss=result.initial_loss,
+            iterations=result.iterations,
+            duration_seconds=duration,
+            accuracy=scores.accuracy,
+            baseline_accuracy=scores.baseline_accuracy,
+            validation=training.validation,
+            standardized=request.standardize,
+            champion=decision.champion,
+            warnings=warnings,
+        )
+
+    def _train(self, request: RetrainRequest, inputs: Matrix, targets: Matrix) -> TrainingResult:
+        try:
+            return train(
                 inputs,
                 targets,
                 iterations=request.iterations,
@@ -170,45 +236,57 @@ class ModelServer:
                 seed=request.seed,
                 tolerance=request.tolerance,
                 budget_seconds=self.settings.training_budget_seconds,
+                standardize=request.standardize,
             )
         except TrainingTimeout as exc:
             metrics.RETRAINS_TOTAL.labels("rejected").inc()
             raise TrainingRejected(
                 f"training {exc}; ask for fewer iterations or rows, or set a tolerance"
             ) from exc
-        duration = time.monotonic() - started
-        metrics.TRAINING_DURATION_SECONDS.observe(duration)
-        warnings = _warnings(result, request.learning_rate)
-        if warnings and not request.force:
-            metrics.RETRAINS_TOTAL.labels("rejected").inc()
-            raise TrainingRejected(
-                " ".join(warnings) + " The model was not promoted; send force=true to promote it."
-            )
-        try:
-            record = self.store.save(
-                result.neuron,
-                _metadata(
-                    "retrain",
-                    (inputs, targets),
-                    result,
-                    duration,
-                    request.seed,
-                    request.learning_rate,
-                ),
-            )
-        except Exception:
-            metrics.RETRAINS_TOTAL.labels("failed").inc()
-            raise
-        self.model.set(record)
-        metrics.RETRAINS_TOTAL.labels("forced" if warnings else "promoted").inc()
-        return RetrainResponse(
-            model_version=record.version,
-            loss=result.loss,
-            initial_loss=result.initial_loss,
-            iterations=result.iterations,
-            duration_seconds=duration,
-            warnings=warnings,
-        )
+        except ValueError as exc:  # a column whose statistics overflow float64
+            raise validation_error("cannot standardize", ["inputs"], str(exc)) from None
+
+    def _promote(
+        self,
+        request: RetrainRequest,
+        result: TrainingResult,
+        training: TrainingMetadata,
+        rows: tuple[Matrix, Matrix],
+        ours: Scores,
+    ) -> Decision:
+        """Save the new model, or keep the serving one when it is at least as good (if_better).
+
+        Under the writers' lock, so the serving model compared is the one replaced.
+        """
+        where = f"{ours.rows} {'held-out' if training.validation else 'training'} rows"
+        reason = f"promoted: accuracy {ours.accuracy:.4g} on {where}"
+        champion = None
+        with self.store.lock():
+            if request.promote == "if_better":
+                current = self.model.get()
+                if current.neuron.n_inputs != result.neuron.n_inputs:
+                    reason += (
+                        f"; not compared with serving version {current.version}, which takes "
+                        f"{current.neuron.n_inputs} features, not {result.neuron.n_inputs}"
+                    )
+                else:
+                    theirs = score(current.neuron, *rows, majority=False)
+                    champion = Champion(
+                        version=current.version,
+                        rows=theirs.rows,
+                        loss=theirs.loss,
+                        accuracy=theirs.accuracy,
+                    )
+                    versus = (
+                        f"accuracy {ours.accuracy:.4g} (loss {ours.loss:.4g}) on {where} against "
+                        f"serving version {current.version}'s {theirs.accuracy:.4g} "
+                        f"(loss {theirs.loss:.4g}) on the same rows"
+                    )
+                    if not _beats(ours, theirs):
+                        return Decision(current, False, f"not promoted: {versus}", champion)
+                    reason = f"promoted: {versus}"
+            record = self.store.save_locked(result.neuron, training, request.feature_names)
+        return Decision(record, True, reason, champion)
 
     def rollback(self, request: RollbackRequest) -> ModelInfo:
         """Serve a kept version again, saved as a new version so that newest stays serving."""
@@ -217,7 +295,7 @@ class ModelServer:
             training = old.document.training.model_copy(
                 update={"source": "rollback", "rolled_back_to": old.version}
             )
-            record = self.store.save_locked(old.neuron, training)
+            record = self.store.save_locked(old.neuron, training, old.document.feature_names)
         self.model.set(record)
         return self.info()
 
@@ -261,19 +339,68 @@ def _training_data(request: RetrainRequest) -> tuple[Matrix, Matrix]:
     return request.inputs, request.targets
 
 
-def _warnings(result: TrainingResult, learning_rate: float) -> list[str]:
-    smaller = f"try a smaller learning_rate (e.g. {learning_rate / 100:g})"
+def _split(request: RetrainRequest, targets: Matrix) -> tuple[Index, Index] | None:
+    """(training rows, held-out rows), or None when nothing is held out."""
+    fraction = _fraction(request, targets)
+    if fraction == 0:
+        return None
+    try:
+        return stratified_split(targets, fraction, request.seed)
+    except ValueError as exc:
+        raise validation_error(
+            "too few rows to hold out", ["validation_fraction"], str(exc)
+        ) from None
+
+
+def _fraction(request: RetrainRequest, targets: Matrix) -> float:
+    if request.validation_fraction is not None:
+        return request.validation_fraction
+    return default_fraction(targets)
+
+
+def _wide(inputs: Matrix) -> bool:
+    """Features on scales the article's unscaled update cannot share one learning rate over."""
+    spans = np.ptp(inputs, axis=0)
+    spans = spans[spans > 0]
+    return bool(np.abs(inputs).max() > 10 or (len(spans) and spans.max() > 100 * spans.min()))
+
+
+def _warnings(result: TrainingResult, request: RetrainRequest, inputs: Matrix) -> list[str]:
+    fix = f"try a smaller learning_rate (e.g. {request.learning_rate / 100:g})"
+    if not request.standardize and _wide(inputs):
+        fix = (
+            'the features run over very different or large scales: send "standardize": true '
+            f"(the model then scales every raw row itself), or {fix}"
+        )
     if result.saturated:
         return [
             f"Training saturated: the outputs are stuck at 0 or 1 with loss {result.loss:.4g}, "
-            f"so the gradient vanished; {smaller}."
+            f"so the gradient vanished; {fix}."
         ]
     if not result.improved:
         return [
             f"Training did not improve: loss went from {result.initial_loss:.4g} to "
-            f"{result.loss:.4g}; {smaller} or more iterations."
+            f"{result.loss:.4g}; {fix} or more iterations."
         ]
     return []
+
+
+def _gate(scores: Scores, held_out: bool) -> list[str]:
+    """A model no more accurate than a constant answer is not worth serving."""
+    if scores.accuracy > scores.baseline_accuracy:
+        return []
+    rows = f"{scores.rows} {'held-out' if held_out else 'training'} rows"
+    return [
+        f"Accuracy {scores.accuracy:.4g} on {rows} is not above the majority-class "
+        f"baseline {scores.baseline_accuracy:.4g} (always answering the most frequent class)."
+    ]
+
+
+def _beats(ours: Scores, theirs: Scores) -> bool:
+    """More accurate, or as accurate with a lower loss."""
+    return ours.accuracy > theirs.accuracy or (
+        ours.accuracy == theirs.accuracy and ours.loss < theirs.loss
+    )
 
 
 def _metadata(
@@ -281,20 +408,22 @@ def _metadata(
     data: tuple[Matrix, Matrix],
     result: TrainingResult,
     duration: float,
-    seed: int = DEFAULT_SEED,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    scores: Scores,
+    request: RetrainRequest | None = None,
 ) -> TrainingMetadata:
     return TrainingMetadata(
         source=source,
-        seed=seed,
+        seed=DEFAULT_SEED if request is None else request.seed,
         iterations=result.iterations,
-        learning_rate=learning_rate,
+        learning_rate=DEFAULT_LEARNING_RATE if request is None else request.learning_rate,
         loss=result.loss,
         initial_loss=result.initial_loss,
-        rows=len(data[0]),
+        rows=scores.rows,
         data_sha256=data_digest(*data),
         trained_at=utc_now(),
         duration_seconds=duration,
+        accuracy=scores.accuracy,
+        baseline_accuracy=scores.baseline_accuracy,
     )
 
 

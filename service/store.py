@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
-from .neuron import Neuron
+from .neuron import Neuron, Scaling
 
 log = logging.getLogger("neuron.store")
 
@@ -32,6 +32,46 @@ LOCK = ".lock"
 TEMP_PREFIX = ".tmp-"
 _MODEL_FILE = re.compile(r"^model-(\d{8})\.json$")
 _ANY_VERSION_FILE = re.compile(r"^model-(\d{8})\.json(?:\.corrupt)?$")
+
+
+def _all_finite(values: list[float]) -> list[float]:
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values must be finite")
+    return values
+
+
+class StoredScaling(BaseModel):
+    """Standardization fitted on the training rows: inputs become (x - mean) / scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: list[float]
+    scale: list[float]
+
+    @field_validator("mean", "scale")
+    @classmethod
+    def _finite(cls, values: list[float]) -> list[float]:
+        return _all_finite(values)
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        if not all(value > 0 for value in values):
+            raise ValueError("every scale must be positive")
+        return values
+
+
+class Validation(BaseModel):
+    """Scores on held-out rows the model never trained on, beside a constant answer's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: int = Field(ge=1, description="Held-out rows.")
+    loss: float = Field(ge=0, description="Mean squared error on the held-out rows.")
+    accuracy: float = Field(ge=0, le=1, description="Share of held-out rows on the right side.")
+    baseline_accuracy: float = Field(
+        ge=0, le=1, description="Accuracy of always answering the training rows' majority class."
+    )
 
 
 class TrainingMetadata(BaseModel):
@@ -50,6 +90,13 @@ class TrainingMetadata(BaseModel):
     trained_at: datetime
     duration_seconds: float = Field(ge=0)
     rolled_back_to: int | None = Field(None, description="For a rollback: the version copied.")
+    # Added after format 1 was first written: optional, so older documents still load.
+    accuracy: float | None = Field(None, ge=0, le=1, description="Accuracy on the training rows.")
+    baseline_accuracy: float | None = Field(
+        None, ge=0, le=1, description="The majority class's accuracy on the training rows."
+    )
+    validation_fraction: float = Field(0.0, ge=0, lt=1, description="Share of rows held out.")
+    validation: Validation | None = Field(None, description="Held-out scores; null without one.")
 
 
 class ModelDocument(BaseModel):
@@ -63,13 +110,34 @@ class ModelDocument(BaseModel):
     n_inputs: int = Field(ge=1)
     weights: list[float]
     training: TrainingMetadata
+    scaling: StoredScaling | None = None  # optional: documents before standardization load
+    feature_names: list[str] | None = None
 
     @field_validator("weights")
     @classmethod
     def _finite(cls, weights: list[float]) -> list[float]:
-        if not np.all(np.isfinite(weights)):
-            raise ValueError("weights must be finite")
-        return weights
+        return _all_finite(weights)
+
+    def shape_errors(self) -> list[str]:
+        """What does not fit n_inputs: weights, scaling, feature names."""
+        sizes = {"weights": len(self.weights)}
+        if self.scaling is not None:
+            sizes |= {
+                "scaling.mean": len(self.scaling.mean),
+                "scaling.scale": len(self.scaling.scale),
+            }
+        if self.feature_names is not None:
+            sizes["feature_names"] = len(self.feature_names)
+        return [
+            f"{name} do not match n_inputs" for name, size in sizes.items() if size != self.n_inputs
+        ]
+
+    def neuron(self) -> Neuron:
+        weights = np.array(self.weights, dtype=np.float64).reshape(-1, 1)
+        if self.scaling is None:
+            return Neuron(weights)
+        scaling = Scaling(np.array(self.scaling.mean), np.array(self.scaling.scale))
+        return Neuron(weights, scaling)
 
 
 @dataclass(frozen=True)
@@ -129,10 +197,10 @@ def decode(raw: bytes) -> ModelRecord:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, ValidationError) as exc:
         raise CorruptModel(f"unreadable model document: {exc}") from exc
-    if len(document.weights) != document.n_inputs:
-        raise CorruptModel("weights do not match n_inputs")
-    weights = np.array(document.weights, dtype=np.float64).reshape(-1, 1)
-    return ModelRecord(document, Neuron(weights))
+    defects = document.shape_errors()
+    if defects:
+        raise CorruptModel("; ".join(defects))
+    return ModelRecord(document, document.neuron())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -241,13 +309,24 @@ class ModelStore:
         finally:
             os.close(fd)  # closing releases the flock
 
-    def save(self, neuron: Neuron, training: TrainingMetadata) -> ModelRecord:
+    def save(
+        self,
+        neuron: Neuron,
+        training: TrainingMetadata,
+        feature_names: list[str] | None = None,
+    ) -> ModelRecord:
         """Write a new version (lock held only to number, write and point), prune old ones."""
         with self.lock():
-            return self.save_locked(neuron, training)
+            return self.save_locked(neuron, training, feature_names)
 
-    def save_locked(self, neuron: Neuron, training: TrainingMetadata) -> ModelRecord:
+    def save_locked(
+        self,
+        neuron: Neuron,
+        training: TrainingMetadata,
+        feature_names: list[str] | None = None,
+    ) -> ModelRecord:
         """save() for a caller that already holds lock()."""
+        scaling = neuron.scaling
         document = ModelDocument(
             format=FORMAT,
             format_version=FORMAT_VERSION,
@@ -255,7 +334,13 @@ class ModelStore:
             n_inputs=neuron.n_inputs,
             weights=[float(w) for w in neuron.weights[:, 0]],
             training=training,
+            scaling=None
+            if scaling is None
+            else StoredScaling(mean=scaling.mean.tolist(), scale=scaling.scale.tolist()),
+            feature_names=feature_names,
         )
+        if document.shape_errors():  # a caller's bug: never write what decode() would refuse
+            raise ValueError("; ".join(document.shape_errors()))
         path = self.path(document.version)
         raw = encode(document)
         try:

@@ -6,9 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from service.neuron import (
     Neuron,
+    Scaling,
     TrainingTimeout,
     classic_training_set,
     mse,
@@ -146,3 +150,86 @@ def test_sigmoid_is_exact_enough_and_quiet_at_the_extremes() -> None:
     assert out[2, 0] == 0.5
     assert out[1, 0] == pytest.approx(np.exp(-30) / (1 + np.exp(-30)), rel=1e-12)
     assert out[0, 0] >= 0 and out[4, 0] == 1.0
+
+
+# -- standardization ------------------------------------------------------------------------
+
+
+def test_scaling_is_the_columns_mean_and_population_std() -> None:
+    rows = np.array([[1.0, 100.0, 5.0, 0.0], [3.0, 300.0, 5.0, 0.0], [8.0, 2000.0, 5.0, 0.0]])
+    scaling = Scaling.fit(rows)
+    # by hand for column 0: mean 4, deviations -3 -1 4, variance 26/3
+    assert scaling.mean[:2] == pytest.approx([4.0, 800.0])
+    assert scaling.scale[0] == pytest.approx(np.sqrt(26 / 3))
+    assert scaling.scale[1] == pytest.approx(np.std([100.0, 300.0, 2000.0]))
+    # constant columns: never divided by zero; a column of fives becomes a column of ones
+    assert scaling.mean[2:].tolist() == [0.0, 0.0]
+    assert scaling.scale[2:].tolist() == [5.0, 1.0]
+    scaled = scaling.apply(rows)
+    assert np.isfinite(scaled).all()
+    assert scaled[:, :2].mean(axis=0) == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert scaled[:, :2].std(axis=0) == pytest.approx([1.0, 1.0])
+    assert scaled[:, 2].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_scaling_of_tiny_values_whose_variance_underflows_stays_finite() -> None:
+    rows = np.array([[1e-200], [2e-200], [3e-200]])
+    assert np.isfinite(Scaling.fit(rows).apply(rows)).all()
+
+
+def test_scaling_refuses_columns_whose_statistics_overflow() -> None:
+    with pytest.raises(ValueError, match="too large"):
+        Scaling.fit(np.array([[1e308], [1.7e308], [1.7e308]]))  # their sum is inf
+
+
+def test_standardized_training_takes_raw_rows_and_equals_training_on_scaled_rows() -> None:
+    rng = np.random.default_rng(3)
+    raw = rng.normal([5000.0, 0.002], [1000.0, 0.001], size=(60, 2))
+    targets = (raw[:, :1] > 5000.0).astype(float)
+    ours = train(raw, targets, iterations=500, learning_rate=0.1, standardize=True)
+    scaled = (raw - raw.mean(axis=0)) / raw.std(axis=0)
+    reference = train(scaled, targets, iterations=500, learning_rate=0.1)
+    assert ours.neuron.scaling is not None
+    assert np.allclose(ours.neuron.weights, reference.neuron.weights, rtol=0, atol=1e-12)
+    assert np.allclose(ours.neuron(raw), reference.neuron(scaled), rtol=0, atol=1e-12)
+    assert ours.loss == pytest.approx(reference.loss)
+
+
+def test_default_training_has_no_scaling() -> None:
+    assert train(*classic_training_set()).neuron.scaling is None
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(1, 3)), elements=finite),
+    hnp.arrays(np.float64, (4, 3), elements=finite),
+    hnp.arrays(np.float64, (3, 1), elements=st.floats(-1e6, 1e6)),
+)
+@settings(max_examples=300, deadline=None, database=None)
+def test_a_standardized_neuron_answers_a_probability_for_any_finite_row(
+    training: np.ndarray, rows: np.ndarray, weights: np.ndarray
+) -> None:
+    try:
+        scaling = Scaling.fit(training)
+    except ValueError:
+        return  # refused up front: the column's statistics overflow
+    width = training.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        probabilities = Neuron(weights[:width], scaling)(rows[:, :width])
+    assert np.isfinite(scaling.apply(rows[:, :width])).all()
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_rows_far_outside_a_tiny_training_range_still_get_probabilities() -> None:
+    result = train(
+        np.array([[1e-300], [2e-300], [3e-300], [4e-300]]),
+        np.array([[0.0], [0.0], [1.0], [1.0]]),
+        standardize=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the weighted sum overflows, rescued
+        answer = result.neuron(np.array([[1e10], [-1e10], [1e308]]))
+    assert answer.tolist() == pytest.approx([1.0, 0.0, 1.0])

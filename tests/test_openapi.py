@@ -151,3 +151,19 @@ def test_admin_operations_declare_bearer_security() -> None:
     for path, item in doc["paths"].items():
         for spec in item.values():
             assert (spec.get("security") == [{"bearer": []}]) == path.startswith("/admin/")
+
+
+def test_retrain_documents_the_csv_body_and_its_query_parameters() -> None:
+    operation = document()["paths"]["/admin/retrain"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"application/json", "text/csv"}
+    assert content["text/csv"]["schema"]["type"] == "string"
+    query = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
+    body = document()["components"]["schemas"]["RetrainRequest"]["properties"]
+    # every setting of the JSON body, the target column, and none of the data fields
+    assert set(query) == set(body) - {"inputs", "targets", "feature_names"} | {"target"}
+    assert query["standardize"]["type"] == "boolean"
+    assert query["validation_fraction"] == {"type": "number", "minimum": 0, "maximum": 0.5}
+    assert query["promote"]["enum"] == ["always", "if_better"]
+    for name in ("standardize", "validation_fraction", "promote", "feature_names"):
+        assert name in body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import threading
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from service.errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
-from service.neuron import Neuron
-from service.store import ModelStore, data_digest, decode
+from service.neuron import Neuron, Scaling
+from service.store import ModelStore, Validation, canonical, data_digest, decode
 
 from .factories import training_metadata
 
@@ -183,3 +184,77 @@ def test_data_digest_depends_on_values_and_shape() -> None:
     assert data_digest(a, y) == data_digest(a.copy(), y.copy())
     assert data_digest(a, y) != data_digest(a.reshape(2, 3), y)
     assert data_digest(a, y) != data_digest(a + 1e-12, y)
+
+
+# -- standardization, validation and feature names in the document ------------------------
+
+
+def scaled_neuron() -> Neuron:
+    return Neuron(
+        np.array([[0.5], [-2.0]]), Scaling(np.array([1000.0, 0.25]), np.array([300.0, 0.125]))
+    )
+
+
+def test_scaling_and_feature_names_round_trip_and_apply_after_loading(store: ModelStore) -> None:
+    validation = Validation(rows=10, loss=0.1, accuracy=0.9, baseline_accuracy=0.6)
+    saved = store.save(
+        scaled_neuron(), metadata(validation=validation, validation_fraction=0.25), ["a", "b"]
+    )
+    loaded = store.read(saved.version)
+    assert loaded.document.feature_names == ["a", "b"]
+    assert loaded.document.training.validation == validation
+    assert loaded.document.scaling is not None
+    assert loaded.document.scaling.mean == [1000.0, 0.25]
+    rows = np.array([[1300.0, 0.0], [700.0, 0.5]])
+    # by hand: ((1300-1000)/300, (0-0.25)/0.125) = (1, -2) -> 0.5 + 4 = 4.5; the other -> -0.5 - 4
+    assert loaded.neuron(rows) == pytest.approx(1 / (1 + np.exp(-np.array([4.5, -4.5]))))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"mean": [\n      1000.0', b'"mean": [\n      1001.0'),
+        (b'"scale": [\n      300.0', b'"scale": [\n      301.0'),
+        (b'"accuracy": 0.9', b'"accuracy": 0.99'),
+        (b'"a",', b'"c",'),
+    ],
+)
+def test_checksum_covers_scaling_validation_and_feature_names(
+    store: ModelStore, old: bytes, new: bytes
+) -> None:
+    validation = Validation(rows=10, loss=0.1, accuracy=0.9, baseline_accuracy=0.6)
+    saved = store.save(scaled_neuron(), metadata(validation=validation), ["a", "b"])
+    raw = store.path(saved.version).read_bytes()
+    assert old in raw
+    with pytest.raises(CorruptModel, match="checksum"):
+        decode(raw.replace(old, new))
+
+
+def test_a_document_written_before_these_fields_still_loads(store: ModelStore) -> None:
+    """Format-1 documents of the first release have no scaling, validation or feature names."""
+    payload = {
+        "format": "neuron-model",
+        "format_version": 1,
+        "version": 1,
+        "n_inputs": 2,
+        "weights": [1.0, -1.0],
+        "training": metadata().model_dump(
+            mode="json",
+            exclude={"accuracy", "baseline_accuracy", "validation_fraction", "validation"},
+        ),
+    }
+    payload["checksum"] = {
+        "algorithm": "sha256",
+        "value": hashlib.sha256(canonical(payload)).hexdigest(),
+    }
+    record = decode(json.dumps(payload, sort_keys=True, indent=2).encode() + b"\n")
+    assert record.neuron.scaling is None
+    assert record.document.feature_names is None
+    assert record.document.training.validation is None
+    assert record.neuron(np.array([[3.0, 1.0]]))[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
+
+
+def test_scaling_or_names_of_the_wrong_length_are_never_written(store: ModelStore) -> None:
+    with pytest.raises(ValueError, match="feature_names do not match"):
+        store.save(neuron(1.0, 2.0), metadata(), ["only-one"])
+    assert store.versions() == []

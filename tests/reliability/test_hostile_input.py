@@ -17,6 +17,7 @@ from .conftest import Record
 
 JSON = {"Content-Type": "application/json"}
 AUTH = {"Authorization": f"Bearer {TOKEN}", **JSON}
+CSV = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"}
 MAX_BATCH = Settings.model_fields["max_batch"].default
 MAX_BODY = Settings.model_fields["max_body_bytes"].default
 ROW = b"[1, 0, 0]"
@@ -103,6 +104,25 @@ CASES: list[tuple[str, str, bytes | None, dict[str, str], int, str | None]] = [
     ("token plus a character", "/admin/retrain", b"", {"Authorization": f"Bearer {TOKEN}x"}, 401, "unauthorized"),
     ("Basic scheme with the token", "/admin/retrain", b"", {"Authorization": f"Basic {TOKEN}"}, 401, "unauthorized"),
     ("non-ASCII token", "/admin/retrain", b"", {"Authorization": "Bearer t\u00f6ken-0123456789abcdef"}, 401, "unauthorized"),
+    # CSV training data (docs/training.md)
+    ("csv: empty", "/admin/retrain", b"", CSV, 400, "malformed_csv"),
+    ("csv: not UTF-8", "/admin/retrain", b"a,t\n\xff,1\n", CSV, 400, "malformed_csv"),
+    ("csv: UTF-16", "/admin/retrain", "a,t\n1,0\n".encode("utf-16"), CSV, 400, "malformed_csv"),
+    ("csv: ragged row", "/admin/retrain", b"a,t\n1,0\n1,0,1\n", CSV, 400, "malformed_csv"),
+    ("csv: unclosed quote", "/admin/retrain", b'a,t\n"1,0\n', CSV, 400, "malformed_csv"),
+    ("csv: one huge field", "/admin/retrain", b"a,t\n" + b"1" * 200_000 + b",0\n", CSV, 400, "malformed_csv"),
+    ("csv: no header", "/admin/retrain", b"1,0\n0,1\n", CSV, 422, "validation_error"),
+    ("csv: duplicate names", "/admin/retrain", b"a,a,t\n1,2,0\n", CSV, 422, "validation_error"),
+    ("csv: unknown target", "/admin/retrain?target=nope", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+    ("csv: not a number", "/admin/retrain", b"a,t\n1,0\nx,1\n", CSV, 422, "validation_error"),
+    ("csv: NaN", "/admin/retrain", b"a,t\nNaN,1\n", CSV, 422, "validation_error"),
+    ("csv: 1e400", "/admin/retrain", b"a,t\n1e400,1\n", CSV, 422, "validation_error"),
+    ("csv: target 0.5", "/admin/retrain", b"a,t\n1,0.5\n", CSV, 422, "validation_error"),
+    ("csv: too many features", "/admin/retrain", b",".join(b"c%d" % i for i in range(1002)) + b"\n", CSV, 422, "validation_error"),
+    ("csv: too many rows", "/admin/retrain", b"a,t\n" + b"1,0\n" * 10_001, CSV, 413, "payload_too_large"),
+    ("csv: bad query", "/admin/retrain?learning_rate=-1", b"a,t\n1,0\n", CSV, 422, "validation_error"),
+    ("csv: latin-1 charset", "/admin/retrain", b"a,t\n1,0\n", {**CSV, "Content-Type": "text/csv; charset=latin-1"}, 415, "unsupported_media_type"),
+    ("json body with a query", "/admin/retrain?standardize=true", b"{}", AUTH, 422, "validation_error"),
 ]  # fmt: skip
 
 
