@@ -215,8 +215,9 @@ def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in schema.items() if k not in ("description", "title", "anyOf")}
     if len(choices) == 1:
         kept |= choices[0]
-    if kept.get("default", 0) is None:
-        del kept["default"]
+    # No default here: Swagger UI fills a parameter's default into the form and sends it, and a
+    # query parameter beside a JSON body is refused. The body schema documents the defaults.
+    kept.pop("default", None)
     return kept
 
 
