@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
+from .current import CurrentModel
 from .errors import (
     CorruptModel,
     InsufficientStorage,
@@ -19,7 +20,6 @@ from .errors import (
     TrainingRejected,
     validation_error,
 )
-from .model import CurrentModel
 from .neuron import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_SEED,
