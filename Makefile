@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest lock clean
+.PHONY: help venv run test lint typecheck pytest test-packages lock clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,8 +31,11 @@ lint: $(STAMP)  ## ruff: style and common bugs.
 typecheck: $(STAMP)  ## mypy --strict over service/.
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## Unit and integration tests (integration ones start real gunicorn).
+pytest: $(STAMP) test-packages  ## Unit and integration tests (real gunicorn, PostgreSQL, haproxy).
 	$(BIN)/pytest
+
+test-packages:  ## Install Debian's postgresql and haproxy for the tests if missing (as root).
+	bash deploy/scripts/test-packages.sh
 
 lock:  ## Re-pin requirements*.lock from pyproject.toml in a throw-away venv.
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -40,7 +40,7 @@ from .schemas import (
     RollbackRequest,
 )
 from .settings import Settings
-from .store import ModelRecord, ModelStore, TrainingMetadata, data_digest, utc_now
+from .store import ModelRecord, TrainingMetadata, data_digest, open_store, utc_now
 
 log = logging.getLogger("neuron.serving")
 
@@ -50,7 +50,14 @@ class ModelServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = ModelStore(settings.model_dir, settings.keep_versions, _count_corrupt)
+        self.store = open_store(
+            settings.store(),
+            settings.model_dir,
+            settings.keep_versions,
+            _count_corrupt,
+            metrics.store_up,
+        )
+        metrics.store_up(self.store.up())
         self.model = CurrentModel(self.store, metrics.model_swapped)
 
     # -- start-up ----------------------------------------------------------------------------

@@ -14,15 +14,7 @@ from pathlib import Path
 
 from ..errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
 from ..neuron import Neuron
-from .document import (
-    FORMAT,
-    FORMAT_VERSION,
-    ModelDocument,
-    ModelRecord,
-    TrainingMetadata,
-    decode,
-    encode,
-)
+from .document import ModelRecord, TrainingMetadata, decode, encode, new_document
 
 log = logging.getLogger("neuron.store")
 
@@ -74,6 +66,10 @@ class ModelStore:
         """Stored (not quarantined) versions, newest first."""
         found = (_MODEL_FILE.match(name) for name in self._names())
         return sorted((int(m.group(1)) for m in found if m), reverse=True)
+
+    def up(self) -> bool:
+        """Always True: a directory that fails is reported by the operation that needs it."""
+        return True
 
     def pointer(self) -> int | None:
         """The version CURRENT names; cheap enough to call on every request."""
@@ -146,14 +142,7 @@ class ModelStore:
 
     def save_locked(self, neuron: Neuron, training: TrainingMetadata) -> ModelRecord:
         """save() for a caller that already holds lock()."""
-        document = ModelDocument(
-            format=FORMAT,
-            format_version=FORMAT_VERSION,
-            version=self._next_version(),
-            n_inputs=neuron.n_inputs,
-            weights=[float(w) for w in neuron.weights[:, 0]],
-            training=training,
-        )
+        document = new_document(self._next_version(), neuron, training)
         path = self.path(document.version)
         raw = encode(document)
         try:

@@ -68,6 +68,18 @@ class ModelRecord:
         return self.document.version
 
 
+def new_document(version: int, neuron: Neuron, training: TrainingMetadata) -> ModelDocument:
+    """The document of a neuron about to be stored as this version."""
+    return ModelDocument(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        version=version,
+        n_inputs=neuron.n_inputs,
+        weights=[float(w) for w in neuron.weights[:, 0]],
+        training=training,
+    )
+
+
 def data_digest(inputs: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]) -> str:
     """sha256 of the training data as float64 bytes, shape included."""
     digest = hashlib.sha256()
