@@ -56,6 +56,12 @@ class Gunicorn:
         return env
 
     def start(self) -> Gunicorn:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> Gunicorn:
+        """Start without waiting (several servers starting together); then wait_ready()."""
         self.port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
@@ -68,7 +74,6 @@ class Gunicorn:
             start_new_session=True,  # its own process group, so stop() reaches the workers too
         )
         log.close()
-        self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:

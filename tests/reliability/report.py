@@ -24,6 +24,7 @@ TITLES = {
     "test_process_faults": "Process faults",
     "test_schemathesis": "Schema fuzzing",
     "test_security": "Security",
+    "test_replicas": "Replicas on PostgreSQL",
 }
 
 
