@@ -56,6 +56,8 @@ def test_store_down_keeps_serving_says_so_and_refuses_writes(
         for _ in range(50):
             answer = client.post("/predict", json=ROWS)
             assert answer.status_code == 200 and answer.json == before
+        model = client.get("/model")
+        assert model.status_code == 200 and model.json["kept_versions"] == [1]
         for path, body in (("/admin/retrain", {}), ("/admin/rollback", {"version": 1})):
             refused = client.post(path, json=body, headers=AUTH)
             assert refused.status_code == 503, refused.data
