@@ -1,4 +1,4 @@
-"""CurrentModel: this process's serving version, refreshed whenever the store's CURRENT moves."""
+"""CurrentModel: this process's serving version, refreshed whenever the store's pointer moves."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ RETRY_SECONDS = 1.0
 class CurrentModel:
     """The one place a worker learns of retrains made by any worker or process.
 
-    get() reads the store's CURRENT pointer (a few bytes) and, when it moved, loads that
-    version and swaps it in with one assignment: a request always sees one whole model.
+    get() reads the store's pointer (a few bytes of CURRENT, or the number the PostgreSQL
+    store's watcher keeps in memory) and, when it moved, loads that version and swaps it in
+    with one assignment: a request always sees one whole model. While the store cannot hand
+    over a new version, the one held is served.
     """
 
     def __init__(self, store: Store, on_swap: Callable[[ModelRecord], None] | None = None) -> None:

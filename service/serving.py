@@ -68,7 +68,7 @@ class ModelServer:
             record = self._start_locked()
         except (OSError, StorageUnavailable, InsufficientStorage) as exc:
             # e.g. a read-only model directory: serve what is there
-            log.error("model directory not writable (%s): loading without the lock", exc)
+            log.error("model store not writable (%s): loading without the lock", exc)
             fallback = self.store.load_latest_valid()
             if fallback is None:
                 raise
