@@ -40,6 +40,25 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class _NoLock:
+    """A lock that never waits, for Handler.handle()'s `with self.lock:` and acquire()."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def acquire(self, *args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 class LineHandler(logging.Handler):
     """Each line goes to stderr in one write(2), with no handler lock and no separate flush.
 
@@ -50,7 +69,8 @@ class LineHandler(logging.Handler):
     """
 
     def createLock(self) -> None:
-        self.lock = None  # Handler.acquire()/release() skip a None lock
+        # Not None: Python 3.13's Handler.handle() does `with self.lock:`.
+        self.lock = _NO_LOCK  # type: ignore[assignment]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
