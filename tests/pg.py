@@ -50,8 +50,15 @@ def require_server_bin() -> Path:
 class PostgresCluster:
     """One initdb'd cluster; start()/stop() may be called again, keeping port and data."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        listen: tuple[str, ...] = ("127.0.0.1",),
+        clients: tuple[str, ...] = (),
+    ) -> None:
+        """listen: the addresses to serve on; clients: networks trusted besides 127.0.0.1."""
         self.bin_dir = bin_dir
+        self.listen = listen
         self.root = Path(tempfile.mkdtemp(prefix="neuron-pg-"))  # /tmp: reachable by nobody
         self.data = self.root / "data"
         self.port = free_port()
@@ -63,17 +70,19 @@ class PostgresCluster:
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--no-sync",
         )  # fmt: skip
+        with (self.data / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+            hba.writelines(f"host all all {network} trust\n" for network in clients)
 
     @property
     def url(self) -> str:
         return self.url_of("postgres")
 
-    def url_of(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    def url_of(self, database: str, host: str = "127.0.0.1") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}"
 
     def start(self) -> PostgresCluster:
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c listen_addresses={','.join(self.listen)} -c port={self.port} "
             f"-c unix_socket_directories={self.root} -c fsync=off -c max_connections=200"
         )
         self._run(
@@ -151,8 +160,10 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(require_server_bin())
+def running_cluster(
+    listen: tuple[str, ...] = ("127.0.0.1",), clients: tuple[str, ...] = ()
+) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(require_server_bin(), listen, clients)
     try:
         yield cluster.start()
     finally:

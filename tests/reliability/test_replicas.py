@@ -1,5 +1,6 @@
 """Three replicas (separate gunicorn instances and model dirs, as on three hosts) on one
-PostgreSQL store: one default model, propagation within 1 s, a database outage, haproxy in front.
+PostgreSQL store: one default model, propagation within 1 s, a database outage, haproxy in front,
+and one replica cut off from the database by a network namespace.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import requests
 from service.store import decode
 from tests.haproxy import HAProxy
 from tests.integration.server import TOKEN, Gunicorn
-from tests.pg import PostgresCluster
+from tests.netns import Netns
+from tests.pg import PostgresCluster, running_cluster
 
 from .conftest import Record
 from .test_retrain_load import PROBE, SETS, torn_answers
@@ -130,24 +132,7 @@ def test_database_outage_loses_no_prediction_and_writes_resume_after_it(
 ) -> None:
     url = pg_private.create_database()
     servers = launch(url)
-    stop = threading.Event()
-    counts = [0] * len(servers)
-    failures: list[str] = []
-
-    def load(index: int) -> None:
-        session = requests.Session()
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                predict(servers[index].url, session if counts[index] % 2 else None)
-                counts[index] += 1
-            except (AssertionError, requests.RequestException) as exc:
-                failures.append(f"{index}: {exc!r}"[:200])
-
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(servers))]
-    for thread in threads:
-        thread.start()
-    try:
+    with Load(servers) as load:
         time.sleep(1.0)
         pg_private.stop()
         outage_started = time.monotonic()
@@ -160,7 +145,7 @@ def test_database_outage_loses_no_prediction_and_writes_resume_after_it(
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "storage_unavailable"
         time.sleep(max(0.0, 3.0 - (time.monotonic() - outage_started)))
-        during = sum(counts)
+        during = sum(load.counts)
         pg_private.start()
         restarted = time.monotonic()
         outage = restarted - outage_started
@@ -173,10 +158,7 @@ def test_database_outage_loses_no_prediction_and_writes_resume_after_it(
         recovered = time.monotonic() - restarted
         lag = lag_until_served(servers, 2, time.monotonic())
         time.sleep(0.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    counts, failures = load.counts, load.failures
     fresh = launch(url, 1)[0]
     assert fresh.get("/model").json()["version"] == 2
     assert predict(fresh.url) == predict(servers[0].url)
@@ -260,6 +242,97 @@ def test_haproxy_over_three_replicas_during_back_to_back_retrains_never_tears(
     assert mismatched == 0 and unknown == 0
     assert len(versions) >= len(retrained) // 2
     assert not np.allclose(weights[2], weights[3])
+
+
+class Load:
+    """/predict in a loop on each server (alternately on new and kept-alive connections)."""
+
+    def __init__(self, servers: list[Gunicorn]) -> None:
+        self.servers = servers
+        self.counts = [0] * len(servers)
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(len(servers))]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self, index: int) -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + 90
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                predict(self.servers[index].url, session if self.counts[index] % 2 else None)
+                self.counts[index] += 1
+            except (AssertionError, requests.RequestException) as exc:
+                self.failures.append(f"{index}: {exc!r}"[:200])
+
+
+def test_a_replica_cut_off_from_the_database_keeps_serving_and_catches_up(
+    tmp_path: Path, record: Record
+) -> None:
+    netns = Netns().create()
+    try:
+        with running_cluster(("127.0.0.1", netns.db_ip), (netns.network,)) as cluster:
+            url = cluster.create_database()
+            far_url = cluster.url_of(url.rsplit("/", 1)[1], host=netns.db_ip)
+            near = [Gunicorn(tmp_path / f"near{i}", env={"NEURON_STORE_URL": url}) for i in (0, 1)]
+            far = Gunicorn(
+                tmp_path / "far",
+                env={"NEURON_STORE_URL": far_url},
+                host=netns.ns_ip,
+                prefix=netns.prefix,
+            )
+            servers = [*near, far]
+            try:
+                for server in servers:
+                    server.launch()
+                for server in servers:
+                    server.wait_ready()
+                with Load(servers) as load:
+                    time.sleep(1.0)
+                    netns.cut_database()
+                    cut = time.monotonic()
+                    _wait(lambda: far.get("/readyz").json().get("store") == "down", 20)
+                    noticed = time.monotonic() - cut
+                    assert all(s.get("/readyz").json()["store"] == "up" for s in near)
+                    refused = far.post("/admin/retrain", SETS[0], headers=AUTH)
+                    assert refused.status_code == 503, refused.text
+                    promoted = near[0].post("/admin/retrain", SETS[1], headers=AUTH)
+                    assert promoted.status_code == 200 and promoted.json()["model_version"] == 2
+                    near_lag = lag_until_served(near, 2, time.monotonic())
+                    held = {predict(far.url)[0] for _ in range(20)}
+                    netns.restore_database()
+                    caught_up = lag_until_served([far], 2, time.monotonic())
+                    assert far.get("/readyz").json()["store"] == "up"
+            finally:
+                for server in servers:
+                    server.stop()
+    finally:
+        netns.delete()
+    record(
+        load=f"3 instances under /predict load ({sum(load.counts)} requests), one in a network "
+        "namespace behind a veth pair",
+        faults="that instance's route to PostgreSQL blackholed, a retrain through another, "
+        "then the route restored",
+        failures=f"{len(load.failures)} failed predictions; the cut-off instance noticed in "
+        f"{noticed:.1f} s, refused its retrain (503), kept serving version {sorted(held)}; the "
+        f"others served version 2 in {near_lag * 1000:.0f} ms; caught up "
+        f"{caught_up * 1000:.0f} ms after the route returned",
+        noticed_seconds=round(noticed, 1),
+        catch_up_ms=round(caught_up * 1000),
+    )
+    assert load.failures == []
+    assert held == {1}
+    assert near_lag < PROPAGATION_LIMIT
+    assert caught_up < 3.0
 
 
 def _wait(predicate: Any, timeout: float) -> None:
