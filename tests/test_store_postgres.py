@@ -16,7 +16,7 @@ import pytest
 from service.current import CurrentModel
 from service.errors import CorruptModel, NotFound, StorageUnavailable
 from service.store import decode
-from service.store.postgres import SCHEMA_VERSION, PostgresStore
+from service.store.postgres import SCHEMA_VERSION, WRITERS_LOCK, PostgresStore
 
 from .integration.server import ROOT
 from .pg import PostgresCluster
@@ -245,3 +245,16 @@ def test_a_version_the_pointer_names_but_missing_falls_back(pg_url: str, stores)
     store.save(neuron(2.0), metadata())
     sql(pg_url, "DELETE FROM neuron_models WHERE version = 2")
     assert CurrentModel(store).get().version == 1
+
+
+def test_a_writer_waits_for_the_lock_a_bounded_time_then_answers_503(pg_url: str, stores) -> None:
+    store = open_store(stores, pg_url, watch=False, lock_timeout_seconds=0.5)
+    store.save(neuron(1.0), metadata())
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (WRITERS_LOCK,))
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable) as busy:
+            store.save(neuron(2.0), metadata())
+        waited = time.monotonic() - started
+    assert 0.4 < waited < 3 and "busy" in busy.value.message
+    assert store.save(neuron(3.0), metadata()).version == 2  # released: writes go on

@@ -32,6 +32,9 @@ log = logging.getLogger("neuron.store")
 
 POLL_SECONDS = 0.25
 CONNECT_TIMEOUT_SECONDS = 2
+# A writer waits this long for the writers' lock, then answers 503: a holder cut off by the
+# network keeps the lock until the server notices, and a request must not outwait gunicorn.
+LOCK_TIMEOUT_SECONDS = 5.0
 # Session advisory lock keys: "neuron" in ASCII for the writers, plus one for migrations.
 WRITERS_LOCK = 0x6E6575726F6E
 SCHEMA_LOCK = WRITERS_LOCK + 1
@@ -88,12 +91,14 @@ class PostgresStore:
         on_up: Callable[[bool], None] | None = None,
         poll_seconds: float = POLL_SECONDS,
         watch: bool = True,
+        lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self.url = url
         self.keep = keep
         self._on_corrupt = on_corrupt
         self._on_up = on_up
         self._poll_seconds = poll_seconds
+        self._lock_timeout_ms = max(1, round(lock_timeout_seconds * 1000))
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._held = threading.local()  # the connection holding lock() in this thread
@@ -172,7 +177,9 @@ class PostgresStore:
             conn = self._connect()
         try:
             with self._translated():
+                conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}".encode())
                 conn.execute("SELECT pg_advisory_lock(%s)", (WRITERS_LOCK,))
+                conn.execute(b"SET lock_timeout = 0")
             self._held.conn = conn
             yield
         finally:
@@ -249,6 +256,10 @@ class PostgresStore:
             self._schema_ready = False  # e.g. a database recreated empty: migrate again
             self._set_up(False)
             raise StorageUnavailable("the model store's tables are missing") from exc
+        except pg_errors.LockNotAvailable as exc:
+            raise StorageUnavailable(
+                "the model store is busy: another replica holds the writers' lock; try again"
+            ) from exc
         except (pg_errors.DiskFull, pg_errors.OutOfMemory) as exc:
             raise InsufficientStorage("the model store is full; the model was not saved") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
