@@ -63,9 +63,8 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.port = free_port()
         self.as_root = os.geteuid() == 0
-        if self.as_root:
-            user = shutil.chown  # the cluster's files belong to the user that runs it
-            user(self.root, UNPRIVILEGED, _group_of(UNPRIVILEGED))
+        if self.as_root:  # the cluster's files belong to the user that runs it
+            shutil.chown(self.root, UNPRIVILEGED, _group_of(UNPRIVILEGED))
         self._run(
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--no-sync",
@@ -153,9 +152,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # alive, and another user's (nobody's)
         return True
-    # A zombie child of ours would still answer; the postmaster is not our child (pg_ctl forks).
     return True
 
 
