@@ -11,7 +11,7 @@ MAIN_VERSION    := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version
 OTHER_VERSIONS  := $(filter-out $(MAIN_VERSION),$(PYTHON_VERSIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest pytest-versions chromium screenshot lock clean
+.PHONY: help venv run test lint typecheck pytest pytest-versions test-packages chromium screenshot lock clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ lint: $(STAMP)  ## ruff: style and common bugs.
 typecheck: $(STAMP)  ## mypy --strict over service/.
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## Unit and integration tests (integration ones start real gunicorn).
+pytest: $(STAMP) test-packages  ## Unit and integration tests (real gunicorn, PostgreSQL, haproxy).
 	$(BIN)/pytest
 
 chromium:  ## Debian's chromium for the browser tests (apt-get, only if absent and root).
@@ -60,6 +60,9 @@ pytest-3.%: .venv-3.%/.installed
 	.venv-3.$*/bin/pip install --quiet -r requirements-test.lock
 	.venv-3.$*/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+test-packages:  ## Install Debian's postgresql and haproxy for the tests if missing (as root).
+	bash deploy/scripts/test-packages.sh
 
 lock:  ## Re-pin requirements*.lock from pyproject.toml in a throw-away venv.
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

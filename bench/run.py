@@ -515,7 +515,7 @@ _BUCKETS: list[tuple[str, Callable[[str], bool]]] = [
     ("service.schemas: validation", lambda f: "service/schemas.py" in f or "pydantic" in f),
     (
         "service.serving/model/neuron",
-        lambda f: any(m in f for m in ("serving.py", "model.py", "neuron.py", "store.py")),
+        lambda f: any(m in f for m in ("serving.py", "current.py", "neuron.py", "service/store/")),
     ),
     ("prometheus_client: metrics", lambda f: "prometheus_client" in f or "metrics.py" in f),
     ("logging: access log", lambda f: "logging/" in f or "service/logs.py" in f),

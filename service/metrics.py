@@ -73,6 +73,11 @@ MODEL_VALIDATION_BASELINE_ACCURACY = Gauge(
 MODEL_LOAD_FAILURES_TOTAL = Counter(
     "neuron_model_load_failures", "Stored versions found damaged and quarantined."
 )
+STORE_UP = Gauge(
+    "neuron_store_up",
+    "1 while the model store answers, 0 while it is unreachable (the minimum over workers).",
+    multiprocess_mode="livemin",
+)
 RETRAINS_TOTAL = Counter("neuron_retrains", "Retrain requests by outcome.", ["outcome"])
 TRAINING_DURATION_SECONDS = Histogram(
     "neuron_training_duration_seconds",
@@ -128,6 +133,10 @@ def model_swapped(record: ModelRecord) -> None:
     MODEL_VALIDATION_BASELINE_ACCURACY.set(
         math.nan if validation is None else validation.baseline_accuracy
     )
+
+
+def store_up(up: bool) -> None:
+    STORE_UP.set(1 if up else 0)
 
 
 def predicted(probabilities: NDArray[np.float64]) -> None:

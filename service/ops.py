@@ -48,8 +48,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 once a model is loaded, 503 before."""
-    return json_response(Health(status="ready", model_version=server().ready().version))
+    """200 once a model is loaded (even while the store is down: it says so), 503 before."""
+    model_server = server()
+    version = model_server.ready().version
+    store = "up" if model_server.store.up() else "down"
+    return json_response(Health(status="ready", model_version=version, store=store))
 
 
 @bp.get("/metrics")

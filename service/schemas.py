@@ -269,6 +269,11 @@ class Index(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "ready"]
     model_version: int | None = None
+    store: Literal["up", "down"] | None = Field(
+        None,
+        description="Readiness only: whether the model store answers. While it is down the "
+        "held model is still served, and retrain and rollback answer 503.",
+    )
 
 
 class ErrorDetail(BaseModel):

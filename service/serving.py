@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
+from .current import CurrentModel
 from .errors import (
     CorruptModel,
     InsufficientStorage,
@@ -21,7 +22,6 @@ from .errors import (
     TrainingRejected,
     validation_error,
 )
-from .model import CurrentModel
 from .neuron import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_SEED,
@@ -43,7 +43,7 @@ from .schemas import (
     RollbackRequest,
 )
 from .settings import Settings
-from .store import ModelRecord, ModelStore, TrainingMetadata, Validation, data_digest, utc_now
+from .store import ModelRecord, TrainingMetadata, Validation, data_digest, open_store, utc_now
 from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
 
 log = logging.getLogger("neuron.serving")
@@ -64,7 +64,14 @@ class ModelServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = ModelStore(settings.model_dir, settings.keep_versions, _count_corrupt)
+        self.store = open_store(
+            settings.store(),
+            settings.model_dir,
+            settings.keep_versions,
+            _count_corrupt,
+            metrics.store_up,
+        )
+        metrics.store_up(self.store.up())
         self.model = CurrentModel(self.store, metrics.model_swapped)
 
     # -- start-up ----------------------------------------------------------------------------
@@ -75,7 +82,7 @@ class ModelServer:
             record = self._start_locked()
         except (OSError, StorageUnavailable, InsufficientStorage) as exc:
             # e.g. a read-only model directory: serve what is there
-            log.error("model directory not writable (%s): loading without the lock", exc)
+            log.error("model store not writable (%s): loading without the lock", exc)
             fallback = self.store.load_latest_valid()
             if fallback is None:
                 raise

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class Settings(BaseSettings):
@@ -20,6 +22,12 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(
         Path("var/model"), description="Directory holding the versioned model documents."
+    )
+    store_url: SecretStr | None = Field(
+        None,
+        description="Where model versions live: unset, a path or a file: URL for a directory "
+        "(unset: model_dir), or postgresql://user:password@host/db for a store shared by "
+        "replicas on several hosts.",
     )
     keep_versions: int = Field(
         5, ge=1, le=1000, description="How many model versions to keep for inspection/rollback."
@@ -75,10 +83,15 @@ class Settings(BaseSettings):
                 "training_budget_seconds must be shorter than worker_timeout_seconds, "
                 "or gunicorn would kill a worker in the middle of a retrain"
             )
+        store_kind(self.store())  # refuses an unknown scheme at start-up, with its name
         token = self.token()
         if token is not None and len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
         return self
+
+    def store(self) -> str | None:
+        """The store URL in clear (it may hold a password), or None for model_dir."""
+        return None if self.store_url is None else self.store_url.get_secret_value() or None
 
     def token(self) -> str | None:
         """The admin token from the file or the variable; None keeps the admin endpoints closed."""
@@ -87,3 +100,15 @@ class Settings(BaseSettings):
         if self.admin_token is None:
             return None
         return self.admin_token.get_secret_value() or None
+
+
+def store_kind(url: str | None) -> str:
+    """ "directory" or "postgresql" for a NEURON_STORE_URL; ValueError for anything else."""
+    if not url:
+        return "directory"
+    scheme = urlsplit(url).scheme.lower() if "://" in url or url.startswith("file:") else ""
+    if scheme in ("", "file"):
+        return "directory"
+    if scheme in POSTGRES_SCHEMES:
+        return "postgresql"
+    raise ValueError(f"unsupported store URL scheme {scheme!r}: use a path, file: or postgresql:")

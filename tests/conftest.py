@@ -13,6 +13,7 @@ from service.app import create_app
 from service.settings import Settings
 
 from .integration.server import Gunicorn
+from .pg import PostgresCluster, running_cluster
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -56,3 +57,24 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn
         yield gunicorn.start()
     finally:
         gunicorn.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL for the session (each test takes its own database); never stopped
+    by a test: a test that stops its server uses pg_private."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """A new, empty database on the session's PostgreSQL."""
+    return pg_cluster.create_database()
+
+
+@pytest.fixture
+def pg_private() -> Iterator[PostgresCluster]:
+    """A PostgreSQL of this test's own, which it may stop and start."""
+    with running_cluster() as cluster:
+        yield cluster

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,74 @@ def test_dashboard_panels_do_not_overlap() -> None:
 def test_dashboard_has_the_panels_the_issue_asks_for(subject: str) -> None:
     titles = [p["title"].lower() for p in dashboard_panels()]
     assert any(subject in title for title in titles), titles
+
+
+# -- several replicas: deploy/compose.replicas.yml -------------------------------------------
+REPLICAS_FILE = "deploy/compose.replicas.yml"
+REPLICAS_ENV = {**COMPOSE_ENV, "POSTGRES_PASSWORD": "placeholder-password"}
+
+
+def replicas_config(**env: str) -> dict[str, Any]:
+    result = run(
+        [compose(), "-f", REPLICAS_FILE, "config", "--format", "json"], **{**REPLICAS_ENV, **env}
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_replicas_compose_runs_postgres_replicas_and_haproxy_in_front() -> None:
+    config = replicas_config()
+    services = config["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["haproxy"]["image"].startswith("haproxy:")  # the official image
+    neuron = services["neuron"]
+    assert neuron["deploy"]["replicas"] >= 2
+    assert neuron["environment"]["NEURON_STORE_URL"].startswith("postgresql://neuron:")
+    assert "@postgres:5432/" in neuron["environment"]["NEURON_STORE_URL"]
+    assert "ports" not in neuron, "replicas are reached through haproxy only"
+    assert [p["target"] for p in services["haproxy"]["ports"]] == [8000]
+    assert all(p["host_ip"] == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
+    binds = [
+        v["source"] for s in services.values() for v in s.get("volumes", []) if v["type"] == "bind"
+    ]
+    assert binds and all(Path(source).exists() for source in binds), binds
+    haproxy_cfg = next(v for v in services["haproxy"]["volumes"] if v["type"] == "bind")
+    assert Path(haproxy_cfg["source"], "haproxy.cfg").exists()
+
+
+def test_replicas_compose_refuses_to_start_without_its_secrets() -> None:
+    for missing in ("POSTGRES_PASSWORD", "NEURON_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+        result = run(
+            [compose(), "-f", REPLICAS_FILE, "config", "--quiet"], **{**REPLICAS_ENV, missing: ""}
+        )
+        assert result.returncode != 0, missing
+        assert ".env" in result.stderr
+
+
+def test_replicas_prometheus_scrapes_every_replica_not_the_balancer() -> None:
+    config = replicas_config()
+    command = config["services"]["prometheus"]["command"]
+    name = next(c.split("=", 1)[1] for c in command if c.startswith("--config.file="))
+    path = PROMETHEUS_DIR / Path(name).name
+    promtool = tool("promtool")
+    checked = run([promtool, "check", "config", str(path)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"dns_sd_configs:\s*\n\s*- names: \[\"neuron\"\]", text), text
+    assert "haproxy" not in re.sub(r"#.*", "", text)
+
+
+def test_haproxy_config_is_valid_and_checks_readiness() -> None:
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        pytest.skip("haproxy is not installed")
+    config = ROOT / "deploy/haproxy/haproxy.cfg"
+    result = run([haproxy, "-c", "-f", str(config)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "option httpchk GET /readyz" in config.read_text(encoding="utf-8")
+
+
+def test_dashboard_shows_the_store_and_each_instance_version() -> None:
+    exprs = {t["expr"] for p in dashboard_panels() for t in p["targets"]}
+    assert "min(neuron_store_up)" in exprs
+    assert "max by (instance) (neuron_model_version)" in exprs

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,18 @@ def free_port() -> int:
 class Gunicorn:
     """Start with start(), stop with stop(); the log goes to a file the test can read."""
 
-    def __init__(self, workdir: Path, workers: int = 2, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ):
+        """host: the address to bind and call; prefix: a command to run gunicorn under
+        (e.g. `ip netns exec NAME`, which execs it: the pid stays gunicorn's master's)."""
+        self.host = host
+        self.prefix = list(prefix)
         self.workdir = workdir
         self.model_dir = workdir / "model"
         self.metrics_dir = workdir / "metrics"
@@ -41,12 +52,12 @@ class Gunicorn:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEURON_")}
         env.update(
-            NEURON_BIND=f"127.0.0.1:{self.port}",
+            NEURON_BIND=f"{self.host}:{self.port}",
             NEURON_WORKERS=str(self.workers),
             NEURON_MODEL_DIR=str(self.model_dir),
             NEURON_ADMIN_TOKEN=TOKEN,
@@ -56,11 +67,17 @@ class Gunicorn:
         return env
 
     def start(self) -> Gunicorn:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> Gunicorn:
+        """Start without waiting (several servers starting together); then wait_ready()."""
         self.port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")],
+            [*self.prefix, sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")],
             cwd=ROOT,
             env=self.env(),
             stdout=log,
@@ -68,7 +85,6 @@ class Gunicorn:
             start_new_session=True,  # its own process group, so stop() reaches the workers too
         )
         log.close()
-        self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:

@@ -28,6 +28,7 @@ TITLES = {
     "test_schemathesis": "Schema fuzzing",
     "test_security": "Security",
     "test_cost_growth": "Cost growth",
+    "test_replicas": "Replicas on PostgreSQL",
 }
 
 

@@ -38,6 +38,24 @@ def _stored_weights(model_dir: Path) -> dict[int, np.ndarray]:
     return {v: store.read(v).neuron.weights for v in store.versions()}
 
 
+def torn_answers(
+    answers: list[tuple[int, list[float]]], weights: dict[int, np.ndarray]
+) -> tuple[int, int, float]:
+    """(answers off by > TOLERANCE, answers naming no stored version, worst error): each
+    answer to PROBE is recomputed from the stored weights of the version it names."""
+    mismatched = 0
+    unknown = 0
+    worst = 0.0
+    for version, predictions in answers:
+        if version not in weights:
+            unknown += 1
+            continue
+        error = float(np.max(np.abs(np.array(predictions) - Neuron(weights[version])(PROBE))))
+        worst = max(worst, error)
+        mismatched += error > TOLERANCE
+    return mismatched, unknown, worst
+
+
 def test_predictions_during_retrains_match_the_version_they_name(
     tmp_path: Path, record: Record
 ) -> None:
@@ -89,16 +107,7 @@ def test_predictions_during_retrains_match_the_version_they_name(
         stop.set()
         server.stop()
 
-    mismatched = 0
-    unknown = 0
-    worst = 0.0
-    for version, predictions in answers:
-        if version not in weights:
-            unknown += 1
-            continue
-        error = float(np.max(np.abs(np.array(predictions) - Neuron(weights[version])(PROBE))))
-        worst = max(worst, error)
-        mismatched += error > TOLERANCE
+    mismatched, unknown, worst = torn_answers(answers, weights)
     served = Counter(version for version, _ in answers)
     record(
         load=f"{CLIENTS} client threads, {len(answers)} /predict in {seconds:.1f} s "

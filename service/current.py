@@ -1,35 +1,41 @@
-"""CurrentModel: this process's serving version, refreshed whenever the store's CURRENT moves."""
+"""CurrentModel: this process's serving version, refreshed whenever the store's pointer moves."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
-from .errors import CorruptModel, NotFound, NotReady
-from .store import ModelRecord, ModelStore
+from .errors import CorruptModel, NotFound, NotReady, StorageUnavailable
+from .store import ModelRecord, Store
+
+# After the store failed to hand over a new version, how long to serve the held one before
+# asking again: an outage must not cost every request a connection attempt.
+RETRY_SECONDS = 1.0
 
 
 class CurrentModel:
     """The one place a worker learns of retrains made by any worker or process.
 
-    get() reads the store's CURRENT pointer (a few bytes) and, when it moved, loads that
-    version and swaps it in with one assignment: a request always sees one whole model.
+    get() reads the store's pointer (a few bytes of CURRENT, or the number the PostgreSQL
+    store's watcher keeps in memory) and, when it moved, loads that version and swaps it in
+    with one assignment: a request always sees one whole model. While the store cannot hand
+    over a new version, the one held is served.
     """
 
-    def __init__(
-        self, store: ModelStore, on_swap: Callable[[ModelRecord], None] | None = None
-    ) -> None:
+    def __init__(self, store: Store, on_swap: Callable[[ModelRecord], None] | None = None) -> None:
         self._store = store
         self._on_swap = on_swap
         self._refresh_lock = threading.Lock()
         # (pointer value last acted on, record served); replaced whole, never mutated.
         self._state: tuple[int | None, ModelRecord | None] = (None, None)
+        self._retry_at = 0.0
 
     def get(self) -> ModelRecord:
         """The record to answer this request with; NotReady if there is none."""
         seen, record = self._state
         pointer = self._store.pointer()
-        if pointer != seen or record is None:
+        if record is None or (pointer != seen and time.monotonic() >= self._retry_at):
             record = self._refresh(pointer)
         return record
 
@@ -46,7 +52,13 @@ class CurrentModel:
             seen, record = self._state
             if pointer == seen and record is not None:
                 return record  # another thread refreshed meanwhile
-            fresh = self._load(pointer) or record
+            try:
+                fresh = self._load(pointer) or record
+            except StorageUnavailable:
+                if record is None:
+                    raise
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+                return record  # the store is down: keep answering with the model held
             if fresh is None:
                 raise NotReady("no model is loaded yet")
             self._swap(pointer, fresh)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.current import CurrentModel
 from service.errors import NotReady
-from service.model import CurrentModel
 from service.neuron import Neuron
 from service.store import ModelStore
 

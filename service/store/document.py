@@ -1,0 +1,216 @@
+"""The model document: versioned, checksummed JSON; encode, decode and verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import CorruptModel
+from ..neuron import Neuron, Scaling
+
+FORMAT = "neuron-model"
+FORMAT_VERSION = 1
+
+
+def _all_finite(values: list[float]) -> list[float]:
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values must be finite")
+    return values
+
+
+class StoredScaling(BaseModel):
+    """Standardization fitted on the training rows: inputs become (x - mean) / scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: list[float]
+    scale: list[float]
+
+    @field_validator("mean", "scale")
+    @classmethod
+    def _finite(cls, values: list[float]) -> list[float]:
+        return _all_finite(values)
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        if not all(value > 0 for value in values):
+            raise ValueError("every scale must be positive")
+        return values
+
+
+class Validation(BaseModel):
+    """Scores on held-out rows the model never trained on, beside a constant answer's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: int = Field(ge=1, description="Held-out rows.")
+    loss: float = Field(ge=0, description="Mean squared error on the held-out rows.")
+    accuracy: float = Field(ge=0, le=1, description="Share of held-out rows on the right side.")
+    baseline_accuracy: float = Field(
+        ge=0, le=1, description="Accuracy of always answering the training rows' majority class."
+    )
+
+
+class TrainingMetadata(BaseModel):
+    """How a model version came to be."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["default", "retrain", "rollback"]
+    seed: int
+    iterations: int = Field(ge=0)
+    learning_rate: float
+    loss: float = Field(ge=0, description="Mean squared error on the training data.")
+    initial_loss: float = Field(ge=0)
+    rows: int = Field(ge=1)
+    data_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    trained_at: datetime
+    duration_seconds: float = Field(ge=0)
+    rolled_back_to: int | None = Field(None, description="For a rollback: the version copied.")
+    # Added after format 1 was first written: optional, so older documents still load.
+    accuracy: float | None = Field(None, ge=0, le=1, description="Accuracy on the training rows.")
+    baseline_accuracy: float | None = Field(
+        None, ge=0, le=1, description="The majority class's accuracy on the training rows."
+    )
+    validation_fraction: float = Field(0.0, ge=0, lt=1, description="Share of rows held out.")
+    validation: Validation | None = Field(None, description="Held-out scores; null without one.")
+
+
+class ModelDocument(BaseModel):
+    """The persisted document, minus its checksum."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["neuron-model"]
+    format_version: Literal[1]
+    version: int = Field(ge=1)
+    n_inputs: int = Field(ge=1)
+    weights: list[float]
+    training: TrainingMetadata
+    scaling: StoredScaling | None = None  # optional: documents before standardization load
+    feature_names: list[str] | None = None
+
+    @field_validator("weights")
+    @classmethod
+    def _finite(cls, weights: list[float]) -> list[float]:
+        return _all_finite(weights)
+
+    def shape_errors(self) -> list[str]:
+        """What does not fit n_inputs: weights, scaling, feature names."""
+        sizes = {"weights": len(self.weights)}
+        if self.scaling is not None:
+            sizes |= {
+                "scaling.mean": len(self.scaling.mean),
+                "scaling.scale": len(self.scaling.scale),
+            }
+        if self.feature_names is not None:
+            sizes["feature_names"] = len(self.feature_names)
+        return [
+            f"{name} do not match n_inputs" for name, size in sizes.items() if size != self.n_inputs
+        ]
+
+    def neuron(self) -> Neuron:
+        weights = np.array(self.weights, dtype=np.float64).reshape(-1, 1)
+        if self.scaling is None:
+            return Neuron(weights)
+        scaling = Scaling(np.array(self.scaling.mean), np.array(self.scaling.scale))
+        return Neuron(weights, scaling)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One whole stored version: its document and the neuron built from it."""
+
+    document: ModelDocument
+    neuron: Neuron
+
+    @property
+    def version(self) -> int:
+        return self.document.version
+
+
+def new_document(
+    version: int,
+    neuron: Neuron,
+    training: TrainingMetadata,
+    feature_names: list[str] | None = None,
+) -> ModelDocument:
+    """The document of a neuron about to be stored as this version."""
+    scaling = neuron.scaling
+    document = ModelDocument(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        version=version,
+        n_inputs=neuron.n_inputs,
+        weights=[float(w) for w in neuron.weights[:, 0]],
+        training=training,
+        scaling=None
+        if scaling is None
+        else StoredScaling(mean=scaling.mean.tolist(), scale=scaling.scale.tolist()),
+        feature_names=feature_names,
+    )
+    if document.shape_errors():  # a caller's bug: never write what decode() would refuse
+        raise ValueError("; ".join(document.shape_errors()))
+    return document
+
+
+def data_digest(inputs: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]) -> str:
+    """sha256 of the training data as float64 bytes, shape included."""
+    digest = hashlib.sha256()
+    for array in (inputs, targets):
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def canonical(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode(document: ModelDocument) -> bytes:
+    payload = document.model_dump(mode="json")
+    checksum = hashlib.sha256(canonical(payload)).hexdigest()
+    payload["checksum"] = {"algorithm": "sha256", "value": checksum}
+    return _layout(payload)
+
+
+def _layout(payload: dict[str, Any]) -> bytes:
+    """A file's exact bytes: decode() demands them, so that even a changed space is caught."""
+    return json.dumps(payload, sort_keys=True, indent=2, allow_nan=False).encode() + b"\n"
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in a model document")
+
+
+def decode(raw: bytes) -> ModelRecord:
+    """Parse and verify a stored document; raises CorruptModel on any defect."""
+    try:
+        payload = json.loads(raw, parse_constant=_refuse_constant)
+        if _layout(payload) != raw:
+            raise CorruptModel("the file is not laid out as it was written")
+        checksum = payload.pop("checksum")
+        expected = hashlib.sha256(canonical(payload)).hexdigest()
+        if checksum != {"algorithm": "sha256", "value": expected}:
+            raise CorruptModel("checksum mismatch")
+        document = ModelDocument.model_validate(payload)
+    except CorruptModel:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, ValidationError) as exc:
+        raise CorruptModel(f"unreadable model document: {exc}") from exc
+    defects = document.shape_errors()
+    if defects:
+        raise CorruptModel("; ".join(defects))
+    return ModelRecord(document, document.neuron())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
