@@ -15,6 +15,8 @@ OnCorrupt = Callable[[int, str], None]
 class Store(Protocol):
     """Versioned, checksummed model documents; the newest valid version is the serving one.
 
+    The backends subclass it, so that save() is written once, here.
+
     Errors: NotFound (no such version), CorruptModel (it failed verification), and the
     ServiceErrors StorageUnavailable / InsufficientStorage when the store cannot be written.
     """
@@ -56,7 +58,8 @@ class Store(Protocol):
         feature_names: list[str] | None = None,
     ) -> ModelRecord:
         """Store a new version under lock() and make it the serving one."""
-        ...
+        with self.lock():
+            return self.save_locked(neuron, training, feature_names)
 
     def save_locked(
         self,

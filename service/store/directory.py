@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
 from ..neuron import Neuron
+from .base import Store
 from .document import ModelRecord, TrainingMetadata, decode, encode, new_document
 
 log = logging.getLogger("neuron.store")
@@ -39,7 +40,7 @@ def _storage_error(exc: OSError) -> Exception:
     return StorageUnavailable(f"the model directory is not writable: {exc.strerror}")
 
 
-class ModelStore:
+class ModelStore(Store):
     """Model versions as model-00000001.json ... in one directory, plus a CURRENT pointer.
 
     The newest valid version is the serving one; CURRENT names it so that every worker can
@@ -134,16 +135,6 @@ class ModelStore:
             yield
         finally:
             os.close(fd)  # closing releases the flock
-
-    def save(
-        self,
-        neuron: Neuron,
-        training: TrainingMetadata,
-        feature_names: list[str] | None = None,
-    ) -> ModelRecord:
-        """Write a new version (lock held only to number, write and point), prune old ones."""
-        with self.lock():
-            return self.save_locked(neuron, training, feature_names)
 
     def save_locked(
         self,

@@ -25,7 +25,7 @@ from psycopg import errors as pg_errors
 
 from ..errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
 from ..neuron import Neuron
-from .base import OnCorrupt
+from .base import OnCorrupt, Store
 from .document import ModelRecord, TrainingMetadata, decode, encode, new_document
 
 log = logging.getLogger("neuron.store")
@@ -80,7 +80,7 @@ _PRUNE = """DELETE FROM neuron_models WHERE quarantined_at IS NULL AND version N
 Connection = psycopg.Connection[Any]
 
 
-class PostgresStore:
+class PostgresStore(Store):
     """The Store interface on PostgreSQL; see the module's docstring."""
 
     def __init__(
@@ -185,15 +185,6 @@ class PostgresStore:
         finally:
             self._held.conn = None
             conn.close()
-
-    def save(
-        self,
-        neuron: Neuron,
-        training: TrainingMetadata,
-        feature_names: list[str] | None = None,
-    ) -> ModelRecord:
-        with self.lock():
-            return self.save_locked(neuron, training, feature_names)
 
     def save_locked(
         self,
