@@ -29,6 +29,7 @@ TITLES = {
     "test_security": "Security",
     "test_cost_growth": "Cost growth",
     "test_replicas": "Replicas on PostgreSQL",
+    "test_hostile_binary": "Hostile V2 binary input",
 }
 
 
