@@ -58,6 +58,8 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+    # gunicorn says "Booting worker" before the app loads; this says the app is loaded.
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

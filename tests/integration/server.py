@@ -94,11 +94,22 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+                    break
             except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"gunicorn not ready in {timeout}s:\n{self.log()}")
+        else:
+            raise TimeoutError(f"gunicorn not ready in {timeout}s:\n{self.log()}")
+        log = ""
+        # One worker answering is not all of them: a straggler still loading the app reads
+        # the store after the test has moved on (and a restart wipes what it counted).
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            log = self.log()
+            if len(pids) == self.workers and all(f"Worker ready (pid: {p})" in log for p in pids):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"gunicorn's workers not all loaded in {timeout}s:\n{log}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
