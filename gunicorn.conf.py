@@ -10,6 +10,8 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+from service.fairworker import ConnectionBoard  # noqa: E402
+
 # Fails here, in the master, with pydantic's message if a setting is wrong (e.g. a short token).
 from service.settings import Settings  # noqa: E402
 
@@ -27,7 +29,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
-worker_class = "gthread"
+# gthread whose workers share out a burst of keep-alive connections (service/fairworker.py):
+# on stock gthread one worker could take a whole burst and the other idle.
+worker_class = "service.fairworker.FairThreadWorker"
 threads = _settings.threads
 timeout = _settings.worker_timeout_seconds
 graceful_timeout = 30
@@ -39,11 +43,19 @@ errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "neuron-service"
 
+# Made here, in the master, before any fork: every worker maps the same memory.
+_board = ConnectionBoard()
+
 
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Wipe the metrics directory: files of an earlier run would be summed into this one."""
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def pre_fork(server, worker):  # type: ignore[no-untyped-def]
+    """Give the new worker a slot of the connection board no live sibling holds."""
+    _board.assign(worker, server.WORKERS.values())
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
@@ -67,6 +79,7 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    _board.leave(getattr(worker, "board_slot", None))
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
