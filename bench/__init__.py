@@ -1,1 +1,1 @@
-"""Benchmarks: load (run.py), micro-suite (micro.py), report (report.py)."""
+"""Benchmarks: the load driver (run.py and the modules it drives), the micro-suite (micro.py)."""

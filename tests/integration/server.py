@@ -1,4 +1,9 @@
-"""A real gunicorn running the service on a free 127.0.0.1 port, for integration tests."""
+"""Servers on a free 127.0.0.1 port in their own process group: the tests' gunicorn, the bench's.
+
+One implementation for both (bench/ imports this module; it does not import pytest):
+``ServerProcess`` starts any server command and stops its whole process group; ``Gunicorn`` is
+gunicorn with the project's gunicorn.conf.py, ready when every worker has loaded its app.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "integration-token-0123456789"
 START_TIMEOUT = 30.0
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -26,90 +33,108 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Gunicorn:
-    """Start with start(), stop with stop(); the log goes to a file the test can read."""
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (all its threads'), from /proc."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with suppress(OSError):
+            kids += [int(p) for p in (task / "children").read_text().split()]
+    return kids
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (TICK per second); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class ServerProcess:
+    """Any server command, "{port}" in its argv and env replaced by a free port at launch.
+
+    launch() starts it in its own session (so stop() reaches every process it started) with its
+    output appended to ``log_path``; wait_ready() polls ready() until it holds.
+    """
 
     def __init__(
         self,
+        argv: Sequence[str],
         workdir: Path,
-        workers: int = 2,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str],
+        cwd: Path = ROOT,
         host: str = "127.0.0.1",
-        prefix: Sequence[str] = (),
+        name: str = "server",
     ):
-        """host: the address to bind and call; prefix: a command to run gunicorn under
-        (e.g. `ip netns exec NAME`, which execs it: the pid stays gunicorn's master's)."""
-        self.host = host
-        self.prefix = list(prefix)
-        self.workdir = workdir
-        self.model_dir = workdir / "model"
-        self.metrics_dir = workdir / "metrics"
-        self.log_path = workdir / "gunicorn.log"
-        self.workers = workers
-        self.extra_env = dict(env or {})
+        self.argv, self.base_env, self.cwd = list(argv), dict(env), cwd
+        self.workdir, self.host, self.name = workdir, host, name
+        self.log_path = workdir / f"{name}.log"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.ready_after = 0.0  # seconds from launch to ready
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEURON_")}
-        env.update(
-            NEURON_BIND=f"{self.host}:{self.port}",
-            NEURON_WORKERS=str(self.workers),
-            NEURON_MODEL_DIR=str(self.model_dir),
-            NEURON_ADMIN_TOKEN=TOKEN,
-            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
-        )
-        env.update(self.extra_env)
-        return env
+        return {k: v.replace("{port}", str(self.port)) for k, v in self.base_env.items()}
 
-    def start(self) -> Gunicorn:
-        self.launch()
-        self.wait_ready()
-        return self
+    def command(self) -> list[str]:
+        return [a.replace("{port}", str(self.port)) for a in self.argv]
 
-    def launch(self) -> Gunicorn:
+    def launch(self) -> ServerProcess:
         """Start without waiting (several servers starting together); then wait_ready()."""
         self.port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*self.prefix, sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() reaches the workers too
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.started_at = time.perf_counter()
+            self.proc = subprocess.Popen(
+                self.command(), cwd=self.cwd, env=self.env(), stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         return self
+
+    def start(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def ready(self) -> bool:
+        """Whether the server answers; subclasses say what answering means."""
+        with suppress(OSError), socket.create_connection((self.host, self.port), timeout=1):
+            return True
+        return False
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.05)
-        else:
-            raise TimeoutError(f"gunicorn not ready in {timeout}s:\n{self.log()}")
-        log = ""
-        # One worker answering is not all of them: a straggler still loading the app reads
-        # the store after the test has moved on (and a restart wipes what it counted).
-        while time.monotonic() < deadline:
-            pids = self.worker_pids()
-            log = self.log()
-            if len(pids) == self.workers and all(f"Worker ready (pid: {p})" in log for p in pids):
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            if self.ready():
+                self.ready_after = time.perf_counter() - self.started_at
                 return
-            time.sleep(0.05)
-        raise TimeoutError(f"gunicorn's workers not all loaded in {timeout}s:\n{log}")
+            time.sleep(0.02)
+        raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -121,18 +146,106 @@ class Gunicorn:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
-    def restart(self) -> Gunicorn:
-        self.stop()
-        return self.start()
-
     def worker_pids(self) -> set[int]:
         """Live worker processes: the master's children."""
         assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        return {int(pid) for pid in children.split()}
+        return set(children(self.proc.pid))
+
+    def pids(self) -> list[int]:
+        """The whole process tree."""
+        assert self.proc is not None
+        return tree(self.proc.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+class Gunicorn(ServerProcess):
+    """gunicorn with the project's gunicorn.conf.py; the log goes to a file the test can read."""
+
+    # What gunicorn.conf.py's post_worker_init logs once a worker has loaded the app.
+    worker_ready_line = "Worker ready (pid: {pid})"
+
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        app: str | None = None,
+        options: Sequence[str] = (),
+        cwd: Path = ROOT,
+        ready_path: str | None = "/readyz",
+        name: str = "gunicorn",
+    ):
+        """host: the address to bind and call; prefix: a command to run gunicorn under
+        (e.g. `ip netns exec NAME`, which execs it: the pid stays gunicorn's master's);
+        app: a WSGI app other than the config's; options: more gunicorn command-line options
+        (e.g. `-k sync`); cwd: the tree whose gunicorn.conf.py and service/ run;
+        ready_path: GET it until 200 (None: the port accepting is enough)."""
+        argv = [*prefix, sys.executable, "-m", "gunicorn", "-c", str(cwd / "gunicorn.conf.py")]
+        argv += [*options, *([app] if app else [])]
+        super().__init__(argv, workdir, {}, cwd, host, name)
+        self.prefix = list(prefix)
+        self.model_dir = workdir / "model"
+        self.metrics_dir = workdir / "metrics"
+        self.workers = workers
+        self.extra_env = dict(env or {})
+        self.ready_path = ready_path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEURON_")}
+        env.update(
+            NEURON_BIND=f"{self.host}:{self.port}",
+            NEURON_WORKERS=str(self.workers),
+            NEURON_MODEL_DIR=str(self.model_dir),
+            NEURON_ADMIN_TOKEN=TOKEN,
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+        )
+        if self.cwd != ROOT:  # another tree's service/ first, then this one's (bench.floors)
+            env["PYTHONPATH"] = f"{self.cwd}{os.pathsep}{ROOT}"
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = START_TIMEOUT) -> Gunicorn:
+        super().start(timeout)
+        return self
+
+    def launch(self) -> Gunicorn:
+        super().launch()
+        return self
+
+    def ready(self) -> bool:
+        if self.ready_path is None:
+            return super().ready()
+        try:
+            return requests.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        super().wait_ready(timeout)
+        log = ""
+        # One worker answering is not all of them: a straggler still loading the app reads
+        # the store after the test has moved on (and a restart wipes what it counted).
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            log = self.log()
+            if len(pids) == self.workers and all(
+                self.worker_ready_line.format(pid=p) in log for p in pids
+            ):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"gunicorn's workers not all loaded in {timeout}s:\n{log}")
+
+    def restart(self) -> Gunicorn:
+        self.stop()
+        return self.start()
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON lines of the service's own logs (gunicorn's plain lines are skipped)."""

@@ -1,0 +1,49 @@
+"""The bench's targets table (bench/targets.py), from hand-made figures of one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.targets import Spread, targets
+
+
+def _run(rps: float, cpu_us: float, shares: list[float]) -> dict[str, Any]:
+    return {"rps": rps, "cpu_us": cpu_us, "p50_ms": 1.0, "p99_ms": 9.0, "worker_share": shares}
+
+
+def _data(service_shares: list[float]) -> dict[str, Any]:
+    load = {
+        "bare": {"runs": [_run(8000, 200, [0.5, 0.5])] * 3},
+        "flask": {"runs": [_run(4000, 300, [0.5, 0.5])] * 3},
+        "service": {"runs": [_run(3800, 330, s) for s in service_shares]},
+    }
+    batch = [{"wall_ms": 3.0, "rows_per_s": 10_000 / 0.003, "cpu_ms": 3.0}]
+    floor = [{"wall_ms": 0.5, "rows_per_s": 0.0, "cpu_ms": 0.4}]
+    return {
+        "load": load,
+        "batch": {"service": batch, "bare": floor},
+        "startup_s": {"existing model": [0.6, 0.7, 0.8]},
+        "rss_mb": {"service": [70.0, 81.0]},
+    }
+
+
+def test_each_target_is_judged_on_its_side() -> None:
+    rows = {t.name: t for t in targets(_data([[0.5, 0.5]] * 3))}
+    rps = rows["single-row req/s: service / Flask floor"]
+    assert rps.measured == Spread(0.95, 0.95, 0.95) and rps.met
+    cpu = rows["server CPU per request: service / Flask floor"]
+    assert cpu.measured.median == 1.1 and cpu.met
+    over = rows["10,000-row JSON /predict: wall over the bare WSGI floor (same bytes)"]
+    assert over.measured.median == 2.5 and over.met is False
+    assert rows["worker RSS, largest service worker"].met is False  # 81 MB > 80
+    assert rows["ready with an existing model"].measured == Spread(0.7, 0.6, 0.8)
+    assert rows["single-row p99 latency of the service, wrk -c16"].met is None  # reported
+
+
+def test_one_idle_worker_in_any_run_misses_the_keepalive_target() -> None:
+    name = "keep-alive load: smallest worker's share of the workers' CPU, any run"
+    fair = {t.name: t for t in targets(_data([[0.5, 0.5], [0.55, 0.45], [0.5, 0.5]]))}[name]
+    assert fair.target == 0.25 and fair.met
+    idle = {t.name: t for t in targets(_data([[0.5, 0.5], [0.97, 0.03], [0.5, 0.5]]))}[name]
+    assert idle.measured == Spread(0.03, 0.03, 0.5)  # the worst run, not the median one
+    assert idle.met is False
