@@ -8,6 +8,8 @@ connection of a burst (measured on the stock gthread worker: 2 bursts in 8 left 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -15,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+
+from service.fairworker import STALE_SECONDS
 
 from .server import Gunicorn
 
@@ -92,3 +97,40 @@ def test_every_worker_serves_a_fair_share_of_each_keepalive_burst(two_workers: G
         shares.append({pid: round((after[pid] - before[pid]) / served, 3) for pid in workers})
         before = after
     assert min(min(s.values()) for s in shares) >= 0.25, f"share per worker, per burst: {shares}"
+
+
+def _served_by(server: Gunicorn, request_id: str) -> int:
+    time.sleep(0.2)  # the access-log line reaches the file
+    return next(
+        int(line["pid"]) for line in server.log_lines() if line.get("request_id") == request_id
+    )
+
+
+@pytest.mark.integration
+def test_a_hung_worker_does_not_hold_its_sibling_back(two_workers: Gunicorn) -> None:
+    """The worker holding a connection leaves the next one to its idle sibling; when that sibling
+    hangs (SIGSTOP), its share lapses within STALE_SECONDS instead of stalling new clients until
+    gunicorn's worker timeout (30 s)."""
+    held = http.client.HTTPConnection(two_workers.host, two_workers.port, timeout=10)
+    held.request("POST", "/predict", body=BODY, headers=HEADERS)
+    response = held.getresponse()
+    response.read()
+    holder = _served_by(two_workers, response.headers["X-Request-ID"])
+    (sibling,) = two_workers.worker_pids() - {holder}
+    os.kill(sibling, signal.SIGSTOP)
+    try:
+        # Another request on the held connection restarts its keep-alive clock (5 s): without
+        # the lapse, the new connection would wait for that, or for the worker timeout.
+        held.request("POST", "/predict", body=BODY, headers=HEADERS)
+        held.getresponse().read()
+        started = time.monotonic()
+        fresh = requests.post(
+            f"{two_workers.url}/predict", json={"inputs": [[1, 0, 0]]}, timeout=10
+        )
+        took = time.monotonic() - started
+    finally:
+        os.kill(sibling, signal.SIGCONT)
+        held.close()
+    assert fresh.status_code == 200
+    assert _served_by(two_workers, fresh.headers["X-Request-ID"]) == holder
+    assert took < STALE_SECONDS + 1.5, f"a new connection waited {took:.1f} s"
