@@ -47,3 +47,10 @@ def test_one_idle_worker_in_any_run_misses_the_keepalive_target() -> None:
     idle = {t.name: t for t in targets(_data([[0.5, 0.5], [0.97, 0.03], [0.5, 0.5]]))}[name]
     assert idle.measured == Spread(0.03, 0.03, 0.5)  # the worst run, not the median one
     assert idle.met is False
+
+
+def test_a_baseline_runs_its_own_config_and_does_not_count_for_keepalive() -> None:
+    data = _data([[0.5, 0.5]] * 3)
+    data["load"]["service@baseline"] = {"runs": [_run(3000, 400, [1.0, 0.0])] * 3}
+    rows = {t.name: t for t in targets(data)}
+    assert rows["keep-alive load: smallest worker's share of the workers' CPU, any run"].met
