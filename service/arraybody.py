@@ -16,9 +16,11 @@ This module never refuses a body; it only declines one.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 import simdjson
 from numpy.typing import NDArray
 
@@ -28,6 +30,7 @@ Float64Array = NDArray[np.float64]
 # document it read (measured RSS), so this bounds each pooled parser to a few MB. 10,000
 # rows of 3 full-precision floats are about 650 kB.
 CAPACITY = 1 << 20
+_SMALL = 512  # bytes: below this, orjson and np.array beat simdjson's per-call cost (~3 us)
 _POOL = 2  # parsers kept; threads hold the GIL while parsing, so more are rarely needed
 _NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
 _parsers: list[simdjson.Parser] = []
@@ -46,9 +49,15 @@ def read(body: bytes, fields: dict[str, int]) -> dict[str, Float64Array] | None:
     """
     if len(body) > CAPACITY:
         return None
-    shapes = _layout(body.translate(None, _NUMBER_AND_SPACE), fields)
+    skeleton = body.translate(None, _NUMBER_AND_SPACE)
+    if len(skeleton) <= _SMALL:
+        shapes = _small_layout(skeleton, tuple(fields.items()))
+    else:
+        shapes = _layout(skeleton, fields)
     if shapes is None:
         return None
+    if len(body) <= _SMALL:
+        return _parse_small(body, shapes)
     try:
         parser = _parsers.pop()  # atomic under the GIL: each thread gets its own parser
     except IndexError:
@@ -59,6 +68,19 @@ def read(body: bytes, fields: dict[str, int]) -> dict[str, Float64Array] | None:
         return None
     if len(_parsers) < _POOL:
         _parsers.append(parser)
+    return arrays
+
+
+def _parse_small(body: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str, Float64Array] | None:
+    """orjson's reading of a small body: for a few numbers, faster than simdjson's proxies."""
+    try:
+        payload = orjson.loads(body)
+        arrays = {name: np.array(payload[name], np.float64) for name in shapes}
+    except (ValueError, KeyError):  # invalid JSON (JSONDecodeError), [[1], []] ("[[],[]]")
+        return None
+    for name, array in arrays.items():
+        if array.shape != shapes[name] or not np.isfinite(array).all():
+            return None
     return arrays
 
 
@@ -87,6 +109,14 @@ def _parse(
         if not np.isfinite(array).all():
             return None
     return arrays
+
+
+@lru_cache(maxsize=256)
+def _small_layout(
+    skeleton: bytes, fields: tuple[tuple[str, int], ...]
+) -> dict[str, tuple[int, ...]] | None:
+    """_layout of a small skeleton, remembered: single rows and small batches repeat."""
+    return _layout(skeleton, dict(fields))
 
 
 def _layout(skeleton: bytes, fields: dict[str, int]) -> dict[str, tuple[int, ...]] | None:
