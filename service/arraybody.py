@@ -16,6 +16,7 @@ This module never refuses a body; it only declines one.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -26,14 +27,38 @@ from numpy.typing import NDArray
 
 Float64Array = NDArray[np.float64]
 
-# Bodies over this go the general way: a parser keeps buffers of about 5 times the largest
-# document it read (measured RSS), so this bounds each pooled parser to a few MB. 10,000
-# rows of 3 full-precision floats are about 650 kB.
-CAPACITY = 1 << 20
+# Bodies over this go the general way. A parser keeps buffers of about 5 times the largest
+# document it read (measured RSS): only parsers that read at most _KEEP bytes are pooled; a
+# bigger body gets a parser of its own, freed after it. 10,000 rows of 3 full-precision floats
+# are about 650 kB.
+CAPACITY = 16 << 20
+_KEEP = 1 << 20
 _SMALL = 512  # bytes: below this, orjson and np.array beat simdjson's per-call cost (~3 us)
 _POOL = 2  # parsers kept; threads hold the GIL while parsing, so more are rarely needed
 _NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
+_KEY_VALUE = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*\[")
 _parsers: list[simdjson.Parser] = []
+
+
+def cut_array(body: bytes, key: str) -> tuple[bytes, Float64Array] | None:
+    """(the body with the flat number list under ``key`` emptied to [], that list), or None.
+
+    For a body with one big list among other fields (a V2 tensor's "data"): the rest, small,
+    can go to the general reader. Only a body that names ``key`` once is cut.
+    """
+    quoted = b'"' + key.encode() + b'"'
+    at = body.find(quoted)
+    if at < 0 or body.find(quoted, at + 1) >= 0:
+        return None
+    value = _KEY_VALUE.match(body, at + len(quoted))
+    if value is None:
+        return None
+    start = value.end() - 1
+    end = body.find(b"]", start) + 1  # a list of numbers holds no "]" of its own
+    arrays = read(b'{"a":' + body[start:end] + b"}", {"a": 1}) if end else None
+    if arrays is None:
+        return None
+    return body[:start] + b"[]" + body[end:], arrays["a"]
 
 
 def skeleton_name(name: str) -> bytes:
@@ -58,15 +83,16 @@ def read(body: bytes, fields: dict[str, int]) -> dict[str, Float64Array] | None:
         return None
     if len(body) <= _SMALL:
         return _parse_small(body, shapes)
+    keep = len(body) <= _KEEP
     try:
-        parser = _parsers.pop()  # atomic under the GIL: each thread gets its own parser
-    except IndexError:
-        parser = simdjson.Parser(max_capacity=CAPACITY)
+        parser = _parsers.pop() if keep else simdjson.Parser(max_capacity=len(body))
+    except IndexError:  # pop() is atomic under the GIL: each thread gets its own parser
+        parser = simdjson.Parser(max_capacity=_KEEP)
     try:
         arrays = _parse(parser, body, shapes)
     except RuntimeError:  # a proxy into its last document still lives: drop this parser
         return None
-    if len(_parsers) < _POOL:
+    if keep and len(_parsers) < _POOL:
         _parsers.append(parser)
     return arrays
 

@@ -212,12 +212,29 @@ def test_a_parser_still_in_use_is_not_reused(monkeypatch: pytest.MonkeyPatch) ->
     assert read is not None and read["inputs"].tolist() == [[2.0]]
 
 
-def test_bodies_over_the_capacity_go_the_general_way() -> None:
-    rows = b",".join([b"[0.123456789, 1, 0]"] * (arraybody.CAPACITY // 19))
-    body = b'{"inputs": [' + rows + b"]}"
+def test_bodies_over_the_capacity_go_the_general_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arraybody, "CAPACITY", 4096)
+    body = b'{"inputs": [' + b",".join([b"[0.123456789, 1, 0]"] * 300) + b"]}"
     assert len(body) > arraybody.CAPACITY
     assert arraybody.read(body, {"inputs": 2}) is None
-    assert arraybody.read(body[: arraybody.CAPACITY], {"inputs": 2}) is None  # cut: invalid
+    monkeypatch.setattr(arraybody, "CAPACITY", len(body))
+    assert arraybody.read(body, {"inputs": 2}) is not None
+
+
+def test_big_bodies_get_a_parser_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser keeps the buffers of the biggest body it read: those are not pooled."""
+    monkeypatch.setattr(arraybody, "_KEEP", 1024)
+    monkeypatch.setattr(arraybody, "_parsers", [])
+    rows = np.random.default_rng(1).random((200, 3))
+    big = json.dumps({"inputs": rows.tolist()}).encode()
+    assert len(big) > arraybody._KEEP
+    read = arraybody.read(big, {"inputs": 2})
+    assert read is not None and np.array_equal(read["inputs"], rows)
+    assert arraybody._parsers == []
+    small = json.dumps({"inputs": rows[:10].tolist()}).encode()
+    assert arraybody._SMALL < len(small) <= arraybody._KEEP
+    assert arraybody.read(small, {"inputs": 2}) is not None
+    assert len(arraybody._parsers) == 1
 
 
 # -- properties --------------------------------------------------------------------------------
