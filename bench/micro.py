@@ -73,6 +73,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     }
     cases.update(_v2_cases(neuron, rng.random((10_000, 3)).round(6)))
     cases.update(_array_body_cases(one_body, many_body))
+    cases.update(_v2_json_fast_cases(rng.random((10_000, 3)).round(6)))
     out = {name: _best_us(fn, budget) for name, fn in cases.items()}
     out.update(docs_cost(rounds=10 if quick else 30))
     return out
@@ -190,6 +191,21 @@ def _array_body_cases(one_body: bytes, many_body: bytes) -> dict[str, Callable[[
         ),
         "body -> PredictRequest, 10,000 rows: fast path (arraybody, simdjson)": partial(
             from_array_body, PredictRequest, many_body, 10_000
+        ),
+    }
+
+
+def _v2_json_fast_cases(rows: np.ndarray[Any, Any]) -> dict[str, Callable[[], Any]]:
+    """A 10,000-row FP64 V2 JSON infer body -> matrix by codec.json_request (arraybody)."""
+    from service.oip.codec import json_request
+
+    tensor = {"name": "input0", "shape": list(rows.shape), "datatype": "FP64"}
+    body = orjson.dumps(
+        {"inputs": [{**tensor, "data": rows.ravel()}]}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    return {
+        "V2 JSON body -> matrix, 10,000 rows: fast path (json_request, arraybody)": partial(
+            json_request, body, 10_000
         ),
     }
 
