@@ -309,13 +309,13 @@ def test_the_properties_reach_both_outcomes() -> None:
     """The generators are not vacuous: they make bodies the fast path takes and declines."""
     outcomes: dict[bool, int] = {True: 0, False: 0}
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
     @given(st.booleans().flatmap(lambda near: bodies(near=near)))
     def run(body: bytes) -> None:
         outcomes[from_array_body(PredictRequest, body, MAX_ROWS) is not None] += 1
 
     run()
-    assert outcomes[True] > 30 and outcomes[False] > 30, outcomes
+    assert outcomes[True] > 25 and outcomes[False] > 25, outcomes
 
 
 # -- the service's answers ---------------------------------------------------------------------

@@ -460,7 +460,7 @@ _taken: list[bool] = []
 
 def test_the_property_above_took_the_fast_path_often() -> None:
     """Runs after it: the generator is not vacuous."""
-    assert sum(_taken) > 40 and len(_taken) - sum(_taken) > 40, (sum(_taken), len(_taken))
+    assert sum(_taken) > 20 and len(_taken) - sum(_taken) > 20, (sum(_taken), len(_taken))
 
 
 def test_the_json_tensor_fast_path_is_taken() -> None:
