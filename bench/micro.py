@@ -72,6 +72,8 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
         ),
     }
     cases.update(_v2_cases(neuron, rng.random((10_000, 3)).round(6)))
+    cases.update(_array_body_cases(one_body, many_body))
+    cases.update(_v2_json_fast_cases(rng.random((10_000, 3)).round(6)))
     out = {name: _best_us(fn, budget) for name, fn in cases.items()}
     out.update(docs_cost(rounds=10 if quick else 30))
     return out
@@ -161,6 +163,49 @@ def _v2_cases(neuron: Neuron, rows: np.ndarray[Any, Any]) -> dict[str, Callable[
         "V2 JSON response, 10,000 FP64 outputs (orjson)": lambda: orjson.dumps(
             inference_response(request, probabilities, 1, "FP64"),
             option=orjson.OPT_SERIALIZE_NUMPY,
+        ),
+    }
+
+
+def _array_body_cases(one_body: bytes, many_body: bytes) -> dict[str, Callable[[], Any]]:
+    """Body -> validated PredictRequest: the general reader (jsonbody + pydantic) against the
+    numbers-only fast path (service.arraybody: orjson for small bodies, simdjson for big)."""
+    from service.schemas import from_array_body
+    from service.web import _validate
+
+    def general(body: bytes) -> Any:
+        decoded = decode(body)
+        return _validate(
+            PredictRequest, decoded.payload, decoded.numbers_only, {"max_rows": 10_000}
+        )
+
+    return {
+        "body -> PredictRequest, 1 row: general (jsonbody.decode + pydantic)": partial(
+            general, one_body
+        ),
+        "body -> PredictRequest, 1 row: fast path (arraybody)": partial(
+            from_array_body, PredictRequest, one_body, 10_000
+        ),
+        "body -> PredictRequest, 10,000 rows: general (jsonbody.decode + pydantic)": partial(
+            general, many_body
+        ),
+        "body -> PredictRequest, 10,000 rows: fast path (arraybody, simdjson)": partial(
+            from_array_body, PredictRequest, many_body, 10_000
+        ),
+    }
+
+
+def _v2_json_fast_cases(rows: np.ndarray[Any, Any]) -> dict[str, Callable[[], Any]]:
+    """A 10,000-row FP64 V2 JSON infer body -> matrix by codec.json_request (arraybody)."""
+    from service.oip.codec import json_request
+
+    tensor = {"name": "input0", "shape": list(rows.shape), "datatype": "FP64"}
+    body = orjson.dumps(
+        {"inputs": [{**tensor, "data": rows.ravel()}]}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    return {
+        "V2 JSON body -> matrix, 10,000 rows: fast path (json_request, arraybody)": partial(
+            json_request, body, 10_000
         ),
     }
 

@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import errors, jsonbody, metrics
+from . import errors, jsonbody, metrics, schemas
 
 log = logging.getLogger("neuron.http")
 access_log = logging.getLogger("neuron.access")
@@ -47,9 +47,18 @@ def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Respon
 
 
 def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Model:
-    """The request body as ``model``: 415 unless JSON, 400 if unparseable, 422 if invalid."""
-    body = jsonbody.decode(_json_bytes(request.get_data(cache=False), assume_json=False))
-    return _validate(model, body.payload, body.numbers_only, context)
+    """The request body as ``model``: 415 unless JSON, 400 if unparseable, 422 if invalid.
+
+    A body of number arrays only is read by arraybody (schemas.from_array_body); any other
+    body, and every error, by jsonbody and pydantic.
+    """
+    body = _json_bytes(request.get_data(cache=False), assume_json=False)
+    if issubclass(model, schemas.Request):
+        fast = schemas.from_array_body(model, body, (context or {}).get("max_rows"))
+        if fast is not None:
+            return fast
+    decoded = jsonbody.decode(body)
+    return _validate(model, decoded.payload, decoded.numbers_only, context)
 
 
 def read_json(optional: bool = False, assume_json: bool = False) -> Any:

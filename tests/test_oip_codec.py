@@ -13,8 +13,14 @@ import numpy as np
 import orjson
 import pytest
 import tritonclient.http as httpclient
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from service import arraybody
 from service.errors import MalformedRequest, ServiceError, ValidationFailed
+from service.oip import routes
 from service.oip.codec import (
     BINARY_DATATYPES,
     INPUT_DATATYPES,
@@ -22,11 +28,15 @@ from service.oip.codec import (
     binary_response,
     binary_sections,
     inference_response,
+    json_request,
     read_header,
     split_body,
     to_matrix,
 )
 from service.oip.schemas import InferenceRequest, RequestInput
+from tests.reliability.test_hostile_input import OIP_CASES
+
+JSON_TYPE = "application/json"
 
 # struct's little-endian format character and size of each datatype, from the spec's table.
 STRUCT_FORMATS = {
@@ -386,3 +396,104 @@ def test_binary_response_is_json_then_little_endian_bytes(datatype: str, fmt: st
         np.array(as_json["outputs"][0]["data"], dtype=result.as_numpy("output0").dtype),
         result.as_numpy("output0")[:, 0],
     )
+
+
+# -- JSON tensors read by the numbers-only fast path (json_request) ------------------------------
+
+
+def _general(body: bytes, max_rows: int = 8) -> tuple[InferenceRequest, Any] | None:
+    """The general reading: jsonbody, pydantic, to_matrix; None where it refuses the body."""
+    try:
+        request = InferenceRequest.model_validate(read_header(body))
+        return request, to_matrix(request, max_rows)
+    except (ServiceError, ValidationError):
+        return None
+
+
+def _check_json_request(body: bytes, max_rows: int = 8) -> bool:
+    """json_request declines, or gives the general reading's matrix bit for bit."""
+    slow = _general(body, max_rows)
+    for threshold in (arraybody._SMALL, 0):  # orjson and simdjson
+        small, arraybody._SMALL = arraybody._SMALL, threshold
+        try:
+            fast = json_request(body, max_rows)
+        finally:
+            arraybody._SMALL = small
+        if fast is not None:
+            assert slow is not None, body
+            assert fast[1].shape == slow[1].shape and fast[1].tobytes() == slow[1].tobytes()
+            assert fast[0].model_dump(exclude={"inputs"}) == slow[0].model_dump(exclude={"inputs"})
+            assert fast[0].inputs[0].data == [] and slow[0].inputs[0].data
+    return fast is not None
+
+
+_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(2**66), 2**66).map(str),
+    st.sampled_from(["true", "null", '"1"', "NaN", "1e999", "01", "1.", "-", "[1]", "1e-400"]),
+)
+
+
+@st.composite
+def _v2_bodies(draw: st.DrawFn) -> bytes:
+    rows, width = draw(st.integers(0, 4)), draw(st.integers(0, 4) | st.just(3))
+    count = rows * width + draw(st.sampled_from([0, 0, 0, 0, 1, -1]))
+    valid = st.one_of(_numbers.filter(lambda n: n[0] in "-0123456789" and n != "-"))
+    numbers = _numbers if draw(st.integers(0, 4)) == 0 else valid
+    data = "[" + ", ".join(draw(numbers) for _ in range(max(count, 0))) + "]"
+    dtype = draw(st.sampled_from(["FP64"] * 6 + ["FP32", "INT32", "UINT8", "FP16", "BOOL"]))
+    name = draw(st.sampled_from(["input0"] * 5 + ["x"]))
+    tensor = f'"name": "{name}", "shape": [{rows}, {width}], "datatype": "{dtype}", "data": {data}'
+    extra = draw(st.sampled_from([""] * 8 + [', "data": [1]', ', "parameters": {"a": 1}']))
+    outer = draw(st.sampled_from([""] * 6 + [', "id": "r1"', ', "data": [1]', ', "inputs": []']))
+    return f'{{"inputs": [{{{tensor}{extra}}}]{outer}}}'.encode()
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_v2_bodies())
+def test_json_tensors_are_declined_or_read_as_the_general_way_reads_them(body: bytes) -> None:
+    _taken.append(_check_json_request(body))
+
+
+_taken: list[bool] = []
+
+
+def test_the_property_above_took_the_fast_path_often() -> None:
+    """Runs after it: the generator is not vacuous."""
+    assert sum(_taken) > 20 and len(_taken) - sum(_taken) > 20, (sum(_taken), len(_taken))
+
+
+def test_the_json_tensor_fast_path_is_taken() -> None:
+    rows = np.random.default_rng(2).random((600, 3))
+    for datatype in ("FP64", "FP32"):
+        tensor = {"name": "input0", "shape": [600, 3], "datatype": datatype, "data": rows.ravel()}
+        body = orjson.dumps({"inputs": [tensor]}, option=orjson.OPT_SERIALIZE_NUMPY)
+        assert _check_json_request(body, max_rows=600)
+    one = {"name": "input0", "shape": [1, 3], "datatype": "FP64", "data": [1, 0.5, -0.0]}
+    assert _check_json_request(orjson.dumps({"inputs": [one]}))
+
+
+def test_the_service_answers_v2_json_as_without_the_fast_path(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status and body of each /v2 JSON case of the hostile-input table, the same either way."""
+    bodies = [body for _, body, _ in OIP_CASES] + [
+        orjson.dumps({"inputs": [{"name": "input0", "shape": [2, 3], "datatype": dt, "data": d}]})
+        for dt in ("FP64", "FP32", "INT8")
+        for d in ([1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0], [1e300, 0, 0, 0, 0, 1])
+    ]
+
+    def answers() -> list[tuple[int, bytes]]:
+        out = []
+        for body in bodies:
+            response = client.post("/v2/models/neuron/infer", data=body, content_type=JSON_TYPE)
+            out.append((response.status_code, response.data))
+        return out
+
+    taken: list[bool] = []
+    real = routes.json_request
+    monkeypatch.setattr(routes, "json_request", lambda *a: taken.append(bool(r := real(*a))) or r)
+    with_fast_path = answers()
+    monkeypatch.setattr(routes, "json_request", lambda *a: None)
+    assert answers() == with_fast_path
+    assert sum(taken) >= 3

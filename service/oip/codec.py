@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import orjson
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
-from .. import jsonbody
-from ..errors import ValidationFailed
+from .. import arraybody, jsonbody
+from ..errors import ServiceError, ValidationFailed
 from .schemas import (
     DEFAULT_OUTPUT_DATATYPE,
     INPUT_NAME,
@@ -53,6 +54,7 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 _HEADER_LENGTH = re.compile(r"[0-9]{1,19}")
 _NUMBER_TYPES = frozenset({int, float})
 _LIST_TYPE = frozenset({list})
+_FLOAT_INPUTS = frozenset({"FP64", "FP32"})
 
 Float64Matrix = NDArray[np.float64]
 
@@ -119,13 +121,37 @@ def binary_sections(
     return sections
 
 
+def json_request(body: bytes, max_rows: int) -> tuple[InferenceRequest, Float64Matrix] | None:
+    """A JSON request whose tensor data is a flat list of FP64 or FP32 numbers, read without a
+    Python number per value (arraybody), with its matrix; None for any other body or defect.
+
+    None means "read it the general way", which then answers every error: the request here is
+    read from the body with its data list emptied, checked as the general way checks it.
+    """
+    cut = arraybody.cut_array(body, "data")
+    if cut is None:
+        return None
+    rest, values = cut
+    try:
+        request = InferenceRequest.model_validate(read_header(rest))
+        if request.inputs[0].datatype not in _FLOAT_INPUTS:
+            return None
+        return request, to_matrix(request, max_rows, values=values)
+    except (ServiceError, ValidationError):
+        return None
+
+
 def to_matrix(
-    request: InferenceRequest, max_rows: int, binary: memoryview | None = None
+    request: InferenceRequest,
+    max_rows: int,
+    binary: memoryview | None = None,
+    values: Float64Matrix | None = None,
 ) -> Float64Matrix:
     """The one input tensor as a float64 (rows, n) matrix; a 400 on any defect.
 
     ``binary`` is the body after the JSON header when the request has one (binary tensor
-    data extension), else None.
+    data extension), else None. ``values``: the tensor's data list, read by json_request
+    (the request's own data is then the empty list it left).
     """
     names = [tensor.name for tensor in request.inputs]
     unknown = [name for name in names if name != INPUT_NAME]
@@ -141,6 +167,8 @@ def to_matrix(
         return _from_binary(tensor, section, max_rows)
     if tensor.data is None:
         raise bad(f"input {INPUT_NAME!r} has no data (nor binary_data_size)")
+    if values is not None and not tensor.data:
+        return _from_values(tensor, values, max_rows)
     return _from_json(tensor, tensor.data, max_rows)
 
 
@@ -161,6 +189,17 @@ def _from_json(tensor: RequestInput, data: list[Any], max_rows: int) -> Float64M
     else:
         array = _floats(values, dtype)
     return array.reshape(rows, -1)
+
+
+def _from_values(tensor: RequestInput, values: Float64Matrix, max_rows: int) -> Float64Matrix:
+    """_from_json for flat FP64/FP32 data already read as float64 (finite, numbers only)."""
+    dtype = _input_dtype(tensor.datatype)
+    rows = _check_shape(tensor.shape, max_rows)
+    if len(values) != prod(tensor.shape):
+        raise bad(
+            f"shape {tensor.shape} holds {prod(tensor.shape)} elements but data has {len(values)}"
+        )
+    return _float_array(values, dtype).reshape(rows, -1)
 
 
 def _from_binary(tensor: RequestInput, section: memoryview, max_rows: int) -> Float64Matrix:
@@ -234,6 +273,10 @@ def _floats(values: list[Any], dtype: type[np.generic]) -> Float64Matrix:
         array = np.array(values, dtype=np.float64)
     except OverflowError:
         raise bad("a value is too large for a floating-point number") from None
+    return _float_array(array, dtype)
+
+
+def _float_array(array: Float64Matrix, dtype: type[np.generic]) -> Float64Matrix:
     if dtype is np.float32:
         with np.errstate(over="ignore"):
             array = array.astype(np.float32).astype(np.float64)
@@ -288,15 +331,16 @@ def binary_response(
     request: InferenceRequest, probabilities: Float64Matrix, version: int, datatype: str
 ) -> tuple[bytes, int]:
     """The body of a binary response (JSON header, then the output's bytes) and header length."""
-    data = probabilities.astype(BINARY_DATATYPES[datatype], copy=False).tobytes()
+    data = np.ascontiguousarray(probabilities.astype(BINARY_DATATYPES[datatype], copy=False))
     output = {
         "name": OUTPUT_NAME,
         "shape": [len(probabilities), 1],
         "datatype": datatype,
-        "parameters": {"binary_data_size": len(data)},
+        "parameters": {"binary_data_size": data.nbytes},
     }
     header = orjson.dumps(_response(request, version, output))
-    return header + data, len(header)
+    # The array's own bytes after the header: one copy (tobytes() first was a second).
+    return header + data.data.cast("B"), len(header)
 
 
 def _response(request: InferenceRequest, version: int, output: dict[str, Any]) -> dict[str, Any]:
