@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_left
 
 import numpy as np
 from numpy.typing import NDArray
@@ -113,7 +112,7 @@ def observe_many(histogram: Histogram, values: NDArray[np.float64]) -> None:
     """
     if len(values) <= _FEW:
         for value in values.tolist():
-            observe(histogram, value)
+            histogram.observe(value)
         return
     bounds = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
@@ -121,20 +120,6 @@ def observe_many(histogram: Histogram, values: NDArray[np.float64]) -> None:
         if count:
             bucket.inc(int(count))
     histogram._sum.inc(float(values.sum()))
-
-
-def observe(histogram: Histogram, value: float) -> None:
-    """Histogram.observe(value): its two writes (sum, one bucket), the bucket found by bisection.
-
-    client_python walks the bounds in Python to the first one >= value; bisect_left finds the
-    same bucket in C (a unit test compares both on the same values). NaN, which lands in no
-    bucket there, goes through observe() itself.
-    """
-    if value != value:
-        histogram.observe(value)
-        return
-    histogram._sum.inc(value)
-    histogram._buckets[bisect_left(histogram._upper_bounds, value)].inc(1)
 
 
 def model_swapped(record: ModelRecord) -> None:

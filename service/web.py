@@ -185,7 +185,7 @@ class _Observed:
             path, rule = "/" + environ.get("PATH_INFO", "").lstrip("/"), None
         endpoint = rule.rule if rule is not None else "unmatched"
         if self._metrics:
-            metrics.observe(_duration(endpoint, method, status), elapsed)
+            _duration(endpoint, method, status).observe(elapsed)
         access_log.info(
             "request",
             {
