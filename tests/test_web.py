@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 from service import errors, metrics, web
+from service.app import create_app
 from service.schemas import PredictRequest, RetrainRequest
+from service.settings import Settings
 
 from .conftest import AUTH
 
@@ -239,3 +241,21 @@ def test_a_request_raising_past_flask_leaves_the_gauge_as_it_was(app: Flask) -> 
     with pytest.raises(RuntimeError):
         app.test_client().get("/escape")
     assert metrics.REQUESTS_IN_FLIGHT._value.get() == before
+
+
+def test_with_metrics_off_the_headers_stay_and_nothing_is_observed(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"metrics_enabled": False}))
+    seen: list[float] = []
+
+    @app.get("/busy")
+    def busy() -> dict[str, str]:
+        seen.append(metrics.REQUESTS_IN_FLIGHT._value.get())
+        return {}
+
+    child = metrics.REQUEST_DURATION_SECONDS.labels("/busy", "GET", "200")
+    before, count = metrics.REQUESTS_IN_FLIGHT._value.get(), child._sum.get()
+    response = app.test_client().get("/busy")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert len(response.headers["X-Request-ID"]) == 32
+    assert seen == [before]
+    assert child._sum.get() == count
