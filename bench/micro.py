@@ -76,6 +76,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     cases.update(_v2_json_fast_cases(rng.random((10_000, 3)).round(6)))
     out = {name: _best_us(fn, budget) for name, fn in cases.items()}
     out.update(docs_cost(rounds=10 if quick else 30))
+    out.update(wsgi_predict_cost(rounds=10 if quick else 30))
     return out
 
 
@@ -255,6 +256,62 @@ def gc_cost(requests: int = 30) -> dict[str, dict[str, float]]:
             gc.unfreeze()
             gc.set_threshold(*threshold)
         return out
+
+
+def wsgi_predict_cost(rounds: int = 30, number: int = 300) -> dict[str, dict[str, float]]:
+    """One WSGI call of POST /predict (1 row) against the Flask hello-world floor's POST.
+
+    ``app.wsgi_app(environ, start_response)`` with a prepared environ: the whole service
+    (hooks, metrics, access log at info, routing, validation, model, response) without a
+    server around it. The two alternate in short rounds; the difference is taken per round.
+    The access log goes to /dev/null meanwhile (still one write(2) per line). Metrics are in
+    the mode this process started in: multiprocess (mmap) only if PROMETHEUS_MULTIPROC_DIR
+    was set before prometheus_client was imported, as under gunicorn.
+    """
+    import io
+    import os
+
+    from werkzeug.test import EnvironBuilder
+
+    from bench.floors import flask_app
+    from service.app import create_app
+    from service.settings import Settings
+
+    body = b'{"inputs":[[1,0,0]]}'
+    environ = EnvironBuilder(
+        path="/predict", method="POST", data=body, content_type="application/json"
+    ).get_environ()
+
+    def call(app: Callable[..., Any]) -> None:
+        env = {**environ, "wsgi.input": io.BytesIO(body)}
+        out = app(env, lambda status, headers, exc_info=None: None)
+        b"".join(out)
+        getattr(out, "close", lambda: None)()
+
+    stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with tempfile.TemporaryDirectory() as model_dir:
+            service = create_app(Settings(model_dir=model_dir, log_level="info")).wsgi_app
+            os.dup2(devnull, 2)
+            pair = [partial(call, service), partial(call, flask_app.wsgi_app)]
+            for fn in pair:
+                fn()  # warm-up
+            samples: tuple[list[float], list[float]] = ([], [])
+            for i in range(rounds):
+                order = (0, 1) if i % 2 == 0 else (1, 0)
+                for k in order:
+                    samples[k].append(timeit.timeit(pair[k], number=number) / number * 1e6)
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        os.close(devnull)
+    diff = [a - b for a, b in zip(*samples, strict=True)]
+    return {
+        "WSGI call, POST /predict 1 row (service)": _summary(samples[0]),
+        "WSGI call, POST /predict (Flask hello-world floor)": _summary(samples[1]),
+        "WSGI call: service minus floor, per round": _summary(diff),
+    }
 
 
 if __name__ == "__main__":

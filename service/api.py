@@ -15,18 +15,25 @@ def server() -> ModelServer:
     return current_app.extensions["neuron"]  # type: ignore[no-any-return]
 
 
-def _batch_limit() -> dict[str, int]:
-    return {"max_rows": server().settings.max_batch}
+def _batch_limit(model_server: ModelServer) -> dict[str, int]:
+    return {"max_rows": model_server.settings.max_batch}
 
 
+# One look-up of the app's server per request: each goes through werkzeug's context proxy.
 @bp.post("/predict")
 def predict() -> Response:
-    return json_response(server().predict(parse_json(PredictRequest, _batch_limit())))
+    model_server = server()
+    return json_response(
+        model_server.predict(parse_json(PredictRequest, _batch_limit(model_server)))
+    )
 
 
 @bp.post("/evaluate")
 def evaluate() -> Response:
-    return json_response(server().evaluate(parse_json(EvaluateRequest, _batch_limit())))
+    model_server = server()
+    return json_response(
+        model_server.evaluate(parse_json(EvaluateRequest, _batch_limit(model_server)))
+    )
 
 
 @bp.get("/model")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -27,17 +29,27 @@ class JsonFormatter(logging.Formatter):
         return f"{text}.{int((created - second) * 1000):03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": self._timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            "pid": record.process,
-        }
+        line = self._head(record.created, record.levelname, record.name, record.getMessage())
+        line["pid"] = record.process
         line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+    def _head(self, created: float, level: str, logger: str, msg: str) -> dict[str, Any]:
+        return {
+            "ts": self._timestamp(created),
+            "level": level.lower(),
+            "logger": logger,
+            "msg": msg,
+        }
+
+    def line(self, logger: str, msg: str, fields: dict[str, Any]) -> bytes:
+        """The line format() gives for an INFO record of ``msg`` with ``fields`` as its extra."""
+        line = self._head(time.time(), "INFO", logger, msg)
+        line["pid"] = os.getpid() if logging.logProcesses else None
+        line.update(fields)
+        return orjson.dumps(line, default=str) + b"\n"
 
 
 class _NoLock:
@@ -87,18 +99,72 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + "\n"
-            stream = sys.stderr  # looked up per line: whoever replaced sys.stderr gets it
-            try:
-                fd = stream.fileno()
-            except (AttributeError, OSError, ValueError):  # not backed by a file descriptor
-                stream.write(line)
-                return
-            view = memoryview(line.encode())
-            while view:
-                view = view[os.write(fd, view) :]
+            self.write((self.format(record) + "\n").encode())
         except Exception:
             self.handleError(record)
+
+    def write(self, line: bytes) -> None:
+        """One whole line to stderr."""
+        stream = sys.stderr  # looked up per line: whoever replaced sys.stderr gets it
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not backed by a file descriptor
+            stream.write(line.decode())
+            return
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+class InfoLines:
+    """``logger.info(msg, extra=fields)``, written without a LogRecord when that is the same.
+
+    When the line's only way out is this module's LineHandler and JsonFormatter, with no
+    filter on the way, the formatter's line is built from the fields and written directly:
+    6 us less per access-log line than logging's record, lookup and format (bench/README.md).
+    Anything else configured (another handler, a filter, a level) gets the record, as before.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def info(self, msg: str, fields: dict[str, Any]) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        sole = _sole_handler(logger)
+        if sole is None:
+            logger.info(msg, extra=fields)
+            return
+        handler, formatter = sole
+        try:
+            handler.write(formatter.line(logger.name, msg, fields))
+        except Exception:
+            handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0, msg, (), None))
+
+
+def _sole_handler(logger: logging.Logger) -> tuple[LineHandler, JsonFormatter] | None:
+    """The one handler an INFO record of ``logger`` would reach, if it is a plain JSON one."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        found += current.handlers
+        if not current.propagate:
+            break
+        current = current.parent
+    if len(found) != 1:
+        return None
+    handler, formatter = found[0], found[0].formatter
+    if (
+        type(handler) is not LineHandler
+        or type(formatter) is not JsonFormatter
+        or handler.filters
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler, formatter
 
 
 def configure(level: str) -> None:

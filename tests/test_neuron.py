@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from service import neuron as neuron_module
 from service.neuron import (
     Neuron,
     Scaling,
@@ -233,3 +234,59 @@ def test_rows_far_outside_a_tiny_training_range_still_get_probabilities() -> Non
         warnings.simplefilter("ignore", RuntimeWarning)  # the weighted sum overflows, rescued
         answer = result.neuron(np.array([[1e10], [-1e10], [1e308]]))
     assert answer.tolist() == pytest.approx([1.0, 0.0, 1.0])
+
+
+def _numpy_path(neuron: Neuron, rows: np.ndarray) -> np.ndarray:
+    """The same rows through the whole-matrix numpy sigmoid (the per-row path switched off).
+
+    Not the rows inside a bigger batch: BLAS may sum one row's products in another order
+    (dot vs gemv), so a row alone and the same row in a batch can differ in the last bit.
+    """
+    few = neuron_module._FEW_ROWS
+    neuron_module._FEW_ROWS = 0
+    try:
+        return neuron(rows)
+    finally:
+        neuron_module._FEW_ROWS = few
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 7])
+def test_a_few_rows_get_bit_for_bit_the_numpy_answer(width: int) -> None:
+    """Rows 1..8 take the per-row sigmoid; sums past ±500 (clipped) included."""
+    rng = np.random.default_rng(width)
+    for _ in range(300):
+        scale = rng.choice([0.1, 1.0, 10.0, 300.0])
+        weights = rng.normal(size=(width, 1)) * scale
+        rows = rng.normal(size=(int(rng.integers(1, 9)), width)) * rng.choice([1.0, 10.0, 100.0])
+        neuron = Neuron(weights)
+        got = neuron(rows)
+        assert got.dtype == np.float64 and got.shape == (len(rows),)
+        assert np.array_equal(got, _numpy_path(neuron, rows))
+        # and the formula written independently, numpy on the whole matrix
+        assert np.array_equal(got, 1.0 / (1.0 + np.exp(-np.clip(rows @ weights, -500, 500)))[:, 0])
+
+
+def test_a_few_standardized_rows_get_bit_for_bit_the_numpy_answer() -> None:
+    rng = np.random.default_rng(7)
+    neuron = train(rng.normal(size=(20, 3)) * 50, (rng.random((20, 1)) > 0.5) * 1.0,
+                   iterations=50, standardize=True).neuron  # fmt: skip
+    rows = rng.normal(size=(5, 3)) * 80
+    assert np.array_equal(neuron(rows), _numpy_path(neuron, rows))
+
+
+def test_the_classic_row_alone_is_the_classic_figure() -> None:
+    neuron = train(*classic_training_set()).neuron
+    alone = neuron(np.array([[1.0, 0.0, 0.0]]))
+    assert alone.tolist() == _numpy_path(neuron, np.array([[1.0, 0.0, 0.0]])).tolist()
+    assert alone[0] == pytest.approx(PUBLISHED, abs=1e-8)
+
+
+def test_a_few_rows_whose_sum_overflows_are_rescued_as_by_numpy() -> None:
+    neuron = Neuron(np.array([[1e300], [1e300]]))
+    rows = np.array([[1e300, -1e300], [1e10, 1e10], [1.0, -1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the weighted sum overflows, rescued
+        got = neuron(rows)
+        want = _numpy_path(neuron, rows)
+    assert np.array_equal(got, want)
+    assert np.isfinite(got).all()

@@ -11,8 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import BaseModel, ValidationInfo, field_validator
 
-from service import errors, web
+from service import errors, metrics, web
+from service.app import create_app
 from service.schemas import PredictRequest, RetrainRequest
+from service.settings import Settings
 
 from .conftest import AUTH
 
@@ -171,3 +173,89 @@ def test_parse_json_tells_the_matrix_check_what_the_body_holds(
     with app.test_request_context("/x"):
         web.validate(_Seen, {"inputs": [[1]]})
     assert contexts == [{"numbers_only": False}]  # no raw body: nothing vouched for
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/healthz", 200),
+        ("POST", "/predict", 200),
+        ("POST", "/predict", 415),
+        ("GET", "/predict", 405),
+        ("GET", "/no/such/thing", 404),
+        ("GET", "/metrics", 200),
+    ],
+)
+def test_every_response_has_one_request_id_one_nosniff_and_one_access_line(
+    client: FlaskClient, capfd: pytest.CaptureFixture[str], method: str, path: str, status: int
+) -> None:
+    capfd.readouterr()
+    body = b'{"inputs": [[1, 0, 0]]}'
+    kind = "text/plain" if status == 415 else JSON
+    response = client.open(path, method=method, data=body, content_type=kind)
+    assert response.status_code == status
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    [request_id] = response.headers.getlist("X-Request-ID")
+    access = [
+        line
+        for line in map(orjson.loads, capfd.readouterr().err.splitlines())
+        if line.get("logger") == "neuron.access"
+    ]
+    [line] = access
+    endpoint = "unmatched" if status in (404, 405) else path
+    assert {k: line[k] for k in ("request_id", "method", "path", "endpoint", "status")} == {
+        "request_id": request_id,
+        "method": method,
+        "path": path,
+        "endpoint": endpoint,
+        "status": status,
+    }
+    assert 0 < float(line["duration_ms"]) < 10_000
+
+
+def test_the_in_flight_gauge_counts_the_request_being_handled(app: Flask) -> None:
+    seen: list[float] = []
+
+    @app.get("/busy")
+    def busy() -> dict[str, str]:
+        seen.append(metrics.REQUESTS_IN_FLIGHT._value.get())
+        return {}
+
+    before = metrics.REQUESTS_IN_FLIGHT._value.get()
+    app.test_client().get("/busy")
+    assert seen == [before + 1]
+    assert metrics.REQUESTS_IN_FLIGHT._value.get() == before
+
+
+def test_a_request_raising_past_flask_leaves_the_gauge_as_it_was(app: Flask) -> None:
+    """An exception escaping the app (Flask handles them all; werkzeug's test client can
+    re-raise with PROPAGATE_EXCEPTIONS) must not leave the request counted as in flight."""
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    app.error_handler_spec[None][None].clear()  # the catch-all handler would answer 500
+
+    @app.get("/escape")
+    def escape() -> None:
+        raise RuntimeError("escapes")
+
+    before = metrics.REQUESTS_IN_FLIGHT._value.get()
+    with pytest.raises(RuntimeError):
+        app.test_client().get("/escape")
+    assert metrics.REQUESTS_IN_FLIGHT._value.get() == before
+
+
+def test_with_metrics_off_the_headers_stay_and_nothing_is_observed(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"metrics_enabled": False}))
+    seen: list[float] = []
+
+    @app.get("/busy")
+    def busy() -> dict[str, str]:
+        seen.append(metrics.REQUESTS_IN_FLIGHT._value.get())
+        return {}
+
+    child = metrics.REQUEST_DURATION_SECONDS.labels("/busy", "GET", "200")
+    before, count = metrics.REQUESTS_IN_FLIGHT._value.get(), child._sum.get()
+    response = app.test_client().get("/busy")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert len(response.headers["X-Request-ID"]) == 32
+    assert seen == [before]
+    assert child._sum.get() == count
