@@ -32,12 +32,16 @@ def profile(config: Config, seconds: float, body_file: Path, workdir: Path, tag:
     return summarise(raw.read_text())
 
 
+_BODY_READERS = ("arraybody.py", "jsonbody.py", "service/schemas.py", "service/oip/")
 _BUCKETS: list[tuple[str, Callable[[str], bool]]] = [
     ("gunicorn: socket, HTTP parse, write", lambda f: "gunicorn" in f and "workers/" in f),
     ("werkzeug: environ, request, response", lambda f: "werkzeug/" in f),
     ("flask: dispatch, context, hooks", lambda f: "flask/" in f),
     ("service.web: JSON in/out, hooks", lambda f: "service/web.py" in f),
-    ("service.schemas: validation", lambda f: "service/schemas.py" in f or "pydantic" in f),
+    (
+        "service: body -> request (arraybody, jsonbody, schemas, oip)",
+        lambda f: any(m in f for m in _BODY_READERS) or "pydantic" in f,
+    ),
     (
         "service.serving/model/neuron",
         lambda f: any(m in f for m in ("serving.py", "current.py", "neuron.py", "service/store/")),
