@@ -10,12 +10,14 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+from service import malloc  # noqa: E402
 from service.fairworker import ConnectionBoard  # noqa: E402
 
 # Fails here, in the master, with pydantic's message if a setting is wrong (e.g. a short token).
 from service.settings import Settings  # noqa: E402
 
 _settings = Settings()
+malloc.tune()  # in the master, before any fork: every worker inherits it
 _shm = Path("/dev/shm")  # noqa: S108 -- only for heartbeat and metrics files, see below
 _fast_tmp = str(_shm) if _shm.is_dir() and os.access(_shm, os.W_OK) else None
 
