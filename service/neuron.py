@@ -28,7 +28,13 @@ _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 def sigmoid(z: Matrix) -> Matrix:
     """Logistic function. Clipping keeps exp() from overflowing; sigmoid(±500) is 1 or ~7e-218."""
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -_Z_LIMIT, _Z_LIMIT)))
+    # In place in one buffer: the same operations in the same order, so the same bits, without
+    # a temporary per step (10,000 rows: five 80 kB arrays through the cache become one).
+    out = np.clip(z, -_Z_LIMIT, _Z_LIMIT)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.divide(1.0, out, out=out)
 
 
 def _sigmoid_one(z: float) -> float:

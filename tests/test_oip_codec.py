@@ -119,13 +119,17 @@ def test_binary_and_json_forms_give_the_same_matrix(datatype: str) -> None:
     assert np.array_equal(from_json, from_binary)
 
 
-def test_fp64_is_read_in_place_not_per_value() -> None:
-    """numpy.frombuffer over the body itself: the matrix shares the request's memory."""
+@pytest.mark.parametrize("header", [b"{}      ", b"{}"])
+def test_fp64_is_read_in_place_when_aligned_else_copied_once(header: bytes) -> None:
+    """numpy.frombuffer over the body itself: the matrix shares the request's memory when the
+    data starts on an 8-byte boundary, and is one aligned copy when it does not."""
     data = pack("FP64", [0.25] * 30)
-    body = b"{}" + data
-    _header, binary = split_body(body, "2")
+    body = header + data
+    _header, binary = split_body(body, str(len(header)))
+    assert np.frombuffer(binary, dtype=np.uint8).ctypes.data % 8 == len(header) % 8  # CPython
     matrix = to_matrix(binary_request("FP64", [10, 3], len(data)), 100, binary)
-    assert np.shares_memory(matrix, np.frombuffer(body, dtype=np.uint8))
+    assert np.shares_memory(matrix, np.frombuffer(body, dtype=np.uint8)) == (len(header) == 8)
+    assert matrix.flags.aligned
     assert matrix.sum() == 0.25 * 30
 
 

@@ -7,13 +7,12 @@ model or version; the main envelope stays everywhere else.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from typing import Any
 
 from flask import Blueprint, Response, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .. import __version__
 from ..api import server
@@ -166,25 +165,22 @@ def _body() -> tuple[Any, memoryview | None]:
     return read_header(header), binary
 
 
-def _read_body() -> bytes | bytearray:
-    """The body in one read into one buffer, as the bare WSGI floor reads it.
+def _read_body() -> bytes:
+    """The body in one read of the server's own input, as the bare WSGI floor reads it.
 
-    get_data() reads 64 KiB at a time into a growing buffer, then copies the whole: for a
-    240 kB tensor, 0.05-0.1 ms more per request (in-process A/B, a read()-only input like
-    gunicorn's).
+    request.stream would wrap that read and copy its result into a zeroed buffer: for a
+    240 kB tensor under gunicorn, 85-97 us per request against the floor's 35 (in-worker
+    timing). Its checks are the two below.
     """
     length = request.content_length
-    stream = request.stream  # a 413 here if Content-Length is over MAX_CONTENT_LENGTH
-    if length is None or not isinstance(stream, io.RawIOBase):
+    if length is None:
         return request.get_data(cache=False)  # chunked: werkzeug's loop, bounded all the same
-    body = bytearray(length)
-    view = memoryview(body)
-    read = 0
-    while read < length:  # a short read only if the server's reader returns one early
-        count = stream.readinto(view[read:])
-        if not count:
-            raise bad(f"the body ended after {read} of its {length} bytes")
-        read += count
+    limit = request.max_content_length
+    if limit is not None and length > limit:
+        raise RequestEntityTooLarge()
+    body = request.environ["wsgi.input"].read(length)  # never past Content-Length (PEP 3333)
+    if len(body) != length:
+        raise bad(f"the body ended after {len(body)} of its {length} bytes")
     return body
 
 
