@@ -31,7 +31,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.docs_enabled:  # off: /docs and its assets are not routes at all (404)
         app.register_blueprint(docs.bp)
     register_error_handlers(app)
-    install_hooks(app)
+    lane = oip.BinaryLane(app.wsgi_app, server)
+    app.wsgi_app = lane  # type: ignore[method-assign]
+    app.extensions["neuron_binary_lane"] = lane
+    install_hooks(app)  # around the lane too: its requests are logged and measured alike
     try:
         server.start()
     except Exception:

@@ -25,6 +25,8 @@ access_log = logs.InfoLines(logging.getLogger("neuron.access"))
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# Where a handler outside Flask (oip.lane) files the route template its request is labelled by.
+ENDPOINT_KEY = "neuron.endpoint"
 _JSON_TYPES = frozenset({"application/json"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_ERRORS: dict[int, type[errors.ServiceError]] = {
@@ -42,12 +44,15 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
+def json_bytes(body: BaseModel | dict[str, Any]) -> bytes:
     """Serialise with orjson; a model is dumped shallowly so numpy arrays pass through as is."""
     # A response model's __dict__ is exactly its fields; dict(model) costs 6 us more per call.
     payload = body.__dict__ if isinstance(body, BaseModel) else body
-    data = orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(data, status=status, content_type="application/json")
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
+    return Response(json_bytes(body), status=status, content_type="application/json")
 
 
 def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Model:
@@ -185,14 +190,18 @@ class _Observed:
     def _observe(
         self, environ: WSGIEnvironment, status: int, request_id: str, elapsed: float
     ) -> None:
-        flask_request = environ.get("werkzeug.request")  # filed there until the context pops
+        # A request served outside Flask (oip.lane) files its endpoint; Flask files its request
+        # until the context pops (werkzeug's test client files one of its own: hence the order).
+        endpoint = environ.get(ENDPOINT_KEY)
+        flask_request = None if endpoint else environ.get("werkzeug.request")
         if flask_request is not None:
             method, path = flask_request.method, flask_request.path
             rule = flask_request.url_rule
-        else:  # Flask failed before it built a request: what werkzeug would have read
+            endpoint = rule.rule if rule is not None else "unmatched"
+        else:  # outside Flask, or Flask failed first: what werkzeug would have read
             method = environ.get("REQUEST_METHOD", "GET").upper()
-            path, rule = "/" + environ.get("PATH_INFO", "").lstrip("/"), None
-        endpoint = rule.rule if rule is not None else "unmatched"
+            path = "/" + environ.get("PATH_INFO", "").lstrip("/")
+            endpoint = endpoint or "unmatched"
         if self._metrics:
             _duration(endpoint, method, status).observe(elapsed)
         access_log.info(

@@ -1,5 +1,6 @@
-"""The Open Inference Protocol (KServe V2 REST): routes, schemas and the tensor codec."""
+"""The Open Inference Protocol (KServe V2 REST): routes, the binary lane, schemas, codec."""
 
+from .lane import BinaryLane
 from .routes import bp
 
-__all__ = ["bp"]
+__all__ = ["BinaryLane", "bp"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
@@ -19,19 +18,16 @@ from ..api import server
 from ..errors import NotFound as ModelNotFound
 from ..errors import ServiceError, UnsupportedMediaType
 from ..web import json_response, read_json, validate
-from .codec import (
-    BINARY_CONTENT_TYPE,
-    HEADER_LENGTH,
-    Float64Matrix,
-    bad,
-    binary_output,
-    binary_response,
-    inference_response,
-    json_request,
-    output_datatype,
-    read_header,
-    split_body,
-    to_matrix,
+from .codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, Float64Matrix, bad, json_request, to_matrix
+from .infer import (
+    BINARY_BODY_TYPES,
+    INFER_RULE,
+    PREFIX,
+    Answer,
+    answer,
+    binary_request,
+    error_answer,
+    read_exactly,
 )
 from .schemas import (
     EXTENSIONS,
@@ -46,11 +42,8 @@ from .schemas import (
 
 log = logging.getLogger("neuron.oip")
 
-PREFIX = "/v2"
 SERVER_NAME = "neuron-service"
 _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
-# A binary body may say it is binary, JSON (its start), or, as tritonclient sends it, nothing.
-_BINARY_BODY_TYPES = frozenset({BINARY_CONTENT_TYPE, "application/json", ""})
 _FAST_JSON_TYPES = frozenset({"application/json", ""})  # those read_json(assume_json=True) reads
 
 bp = Blueprint("oip", __name__, url_prefix=PREFIX)
@@ -67,16 +60,13 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 @bp.errorhandler(ServiceError)
 def _service_error(error: ServiceError) -> Response:
-    details = "; ".join(_detail(d) for d in error.details)
-    message = f"{error.message}: {details}" if details else error.message
-    # The protocol answers a bad request with 400 where the main API says 422.
-    status = 400 if error.status == 422 else error.status
-    return _error(message, status, dict(error.headers))
+    return _sent(*error_answer(error))
 
 
-def _detail(detail: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in detail.get("loc", ()))
-    return f"{loc}: {detail['msg']}" if loc else str(detail["msg"])
+def _sent(status: int, answer: Answer) -> Response:
+    response = Response(answer.body, status=status, content_type=answer.content_type)
+    response.headers.update(answer.headers)
+    return response
 
 
 @bp.errorhandler(HTTPException)
@@ -148,21 +138,20 @@ def _fast_json() -> tuple[InferenceRequest, Float64Matrix] | None:
     return json_request(request.get_data(cache=True), server().settings.max_batch)
 
 
-def _body() -> tuple[Any, memoryview | None]:
-    """The JSON request, and the binary data after it when the request says it has some.
-
-    JSON alone goes through the main API's reader (and so its checks, e.g. duplicate keys).
-    """
-    header_length = request.headers.get(HEADER_LENGTH)
-    if header_length is None:
-        if request.mimetype == BINARY_CONTENT_TYPE:
-            raise bad(f"a binary body needs the {HEADER_LENGTH} header: the length of its JSON")
-        # The protocol's clients (tritonclient among them) send their JSON without saying so.
-        return read_json(assume_json=True), None
-    if request.mimetype not in _BINARY_BODY_TYPES:
+def _binary_body(header_length: str) -> tuple[InferenceRequest, Float64Matrix]:
+    """A body of the binary extension, as request and matrix."""
+    if request.mimetype not in BINARY_BODY_TYPES:
         raise UnsupportedMediaType(f"send a binary body as Content-Type: {BINARY_CONTENT_TYPE}")
-    header, binary = split_body(_read_body(), header_length)
-    return read_header(header), binary
+    return binary_request(_read_body(), header_length, server().settings.max_batch)
+
+
+def _json_body() -> tuple[InferenceRequest, Float64Matrix]:
+    """A JSON body through the main API's reader (and so its checks, e.g. duplicate keys)."""
+    if request.mimetype == BINARY_CONTENT_TYPE:
+        raise bad(f"a binary body needs the {HEADER_LENGTH} header: the length of its JSON")
+    # The protocol's clients (tritonclient among them) send their JSON without saying so.
+    payload = validate(InferenceRequest, read_json(assume_json=True))
+    return payload, to_matrix(payload, server().settings.max_batch)
 
 
 def _read_body() -> bytes:
@@ -178,10 +167,7 @@ def _read_body() -> bytes:
     limit = request.max_content_length
     if limit is not None and length > limit:
         raise RequestEntityTooLarge()
-    body = request.environ["wsgi.input"].read(length)  # never past Content-Length (PEP 3333)
-    if len(body) != length:
-        raise bad(f"the body ended after {len(body)} of its {length} bytes")
-    return body
+    return read_exactly(request.environ["wsgi.input"], length)
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -224,23 +210,13 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
     return json_response(ModelReady(name=MODEL_NAME, ready=True))
 
 
-@bp.post("/models/<model_name>/infer")
+@bp.post(INFER_RULE)
 @bp.post("/models/<model_name>/versions/<model_version>/infer")
 def infer(model_name: str, model_version: str | None = None) -> Response:
     version = _version(model_name, model_version)
-    fast = _fast_json()
-    if fast is None:
-        body, binary = _body()
-        payload = validate(InferenceRequest, body)
-        inputs = to_matrix(payload, server().settings.max_batch, binary)
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is not None:
+        payload, inputs = _binary_body(header_length)
     else:
-        payload, inputs = fast
-    datatype = output_datatype(payload.outputs)
-    as_binary = binary_output(payload)
-    probabilities, record = server().infer(inputs, version)
-    if not as_binary:
-        return json_response(inference_response(payload, probabilities, record.version, datatype))
-    data, header_length = binary_response(payload, probabilities, record.version, datatype)
-    response = Response(data, content_type=BINARY_CONTENT_TYPE)
-    response.headers[HEADER_LENGTH] = str(header_length)
-    return response
+        payload, inputs = _fast_json() or _json_body()
+    return _sent(200, answer(server(), payload, inputs, version))

@@ -1,0 +1,97 @@
+"""The binary lane: V2 infer with binary tensor data served as plain WSGI, beside Flask.
+
+Under gunicorn, Flask's request context, routing and response object cost a 10,000-row
+binary infer about 0.2 ms of its 0.6 over the bare WSGI floor (bench/README.md), more than
+the forward pass and the tensor checks together. The lane takes only the shape of request
+that tritonclient sends by default: POST to the serving model's infer URL with an
+Inference-Header-Content-Length, a Content-Length within the limit and a Content-Type the
+view accepts as it is written. It answers with the same functions as the view (infer.py);
+every other request, including every variant of those headers, goes to Flask unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.http import HTTP_STATUS_CODES
+
+from ..errors import ServiceError
+from ..serving import ModelServer
+from ..web import ENDPOINT_KEY
+from .infer import (
+    BINARY_BODY_TYPES,
+    INFER_RULE,
+    PREFIX,
+    Answer,
+    answer,
+    binary_request,
+    error_answer,
+    read_exactly,
+)
+from .schemas import MODEL_NAME
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger("neuron.oip")
+
+PATH = PREFIX + INFER_RULE.replace("<model_name>", MODEL_NAME)
+ENDPOINT = PREFIX + INFER_RULE  # the view's rule: one metrics label whichever serves it
+_HEADER_LENGTH_KEY = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
+
+
+class BinaryLane:
+    """WSGI middleware: the binary infer requests described above, else the wrapped app."""
+
+    def __init__(self, app: WSGIApplication, server: ModelServer) -> None:
+        self.app = app
+        self.server = server
+        self._max_body = server.settings.max_body_bytes  # Flask's MAX_CONTENT_LENGTH too
+        self.enabled = True  # tests compare its answers with the view's by switching it off
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        length = self._takes(environ)
+        if length is None:
+            return self.app(environ, start_response)
+        environ[ENDPOINT_KEY] = ENDPOINT
+        try:
+            request, inputs = binary_request(
+                read_exactly(environ["wsgi.input"], length),
+                environ[_HEADER_LENGTH_KEY],
+                self.server.settings.max_batch,
+            )
+            status, reply = 200, answer(self.server, request, inputs, None)
+        except ServiceError as error:
+            status, reply = error_answer(error)
+        except Exception:
+            log.exception("unhandled error on POST %s", PATH)
+            status, reply = error_answer(ServiceError("internal error; see the server log"))
+        return _send(status, reply, start_response)
+
+    def _takes(self, environ: WSGIEnvironment) -> int | None:
+        """The body's length if the lane serves this request, else None."""
+        if (
+            not self.enabled
+            or environ.get("PATH_INFO") != PATH
+            or environ.get("REQUEST_METHOD") != "POST"
+            or _HEADER_LENGTH_KEY not in environ
+            or environ.get("CONTENT_TYPE", "") not in BINARY_BODY_TYPES
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        length = environ.get("CONTENT_LENGTH", "")
+        if not (length.isascii() and length.isdigit()) or int(length) > self._max_body:
+            return None
+        return int(length)
+
+
+def _send(status: int, reply: Answer, start_response: StartResponse) -> list[bytes]:
+    headers = [
+        ("Content-Type", reply.content_type),
+        ("Content-Length", str(len(reply.body))),
+        *reply.headers,
+    ]
+    start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)
+    return [reply.body]
