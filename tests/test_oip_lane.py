@@ -42,7 +42,7 @@ EXTRA: list[tuple[str, tuple[bytes, dict[str, str]], int]] = [
         200,
     ),
     ("JSON out, with an id", binary({**VALID, "id": "abc"}, rows(1, 1, 1)), 200),
-    ("no content type", (binary(VALID, rows(1, 0, 0))[0], {HEADER: str(len(binary(VALID, b"")[0]))}), 200),
+    ("no Content-Type, as tritonclient sends it", (binary(VALID, rows(1, 0, 0))[0], {HEADER: str(len(binary(VALID, b"")[0]))}), 200),
     ("application/json", (binary(VALID, rows(1, 0, 0))[0], {HEADER: str(len(binary(VALID, b"")[0])), "Content-Type": "application/json"}), 200),
     ("unknown output", binary({**VALID, "outputs": [{"name": "x"}]}, rows(1, 0, 0)), 400),
 ]  # fmt: skip
