@@ -16,6 +16,8 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.metrics_text import sample
+
 from .server import TOKEN, Gunicorn
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -130,6 +132,33 @@ def test_the_clients_defaults_binary_in_and_out(
     assert np.array_equal(probabilities[:, 0], expected)
     if datatype in ("FP32", "FP16"):  # the rounding was the server's to keep, and it kept it
         assert not np.array_equal(expected, predicted(shared_server, RNG_ROWS))
+
+
+def test_the_clients_default_request_is_logged_and_measured_as_the_infer_route(
+    client: httpclient.InferenceServerClient, shared_server: Gunicorn
+) -> None:
+    """Served by the binary lane (no Flask request): the view's label all the same."""
+    count = (
+        'neuron_http_request_duration_seconds_count{endpoint="/v2/models/<model_name>/infer",'
+        'method="POST",status="200"}'
+    )
+    before = sample(shared_server.get("/metrics").text, count, default=0.0)
+    tensor = httpclient.InferInput("input0", list(RNG_ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(RNG_ROWS)
+    client.infer("neuron", [tensor], headers={"X-Request-ID": "lane-label"})
+    assert sample(shared_server.get("/metrics").text, count) == before + 1
+    [line] = [
+        line
+        for line in shared_server.log_lines()
+        if line.get("logger") == "neuron.access"
+        and line.get("path") == "/v2/models/neuron/infer"
+        and line.get("request_id") == "lane-label"
+    ]
+    assert (line["endpoint"], line["method"], line["status"]) == (
+        "/v2/models/<model_name>/infer",
+        "POST",
+        200,
+    )
 
 
 def test_json_in_binary_out_and_binary_in_json_out(
