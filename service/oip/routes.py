@@ -63,9 +63,9 @@ def _service_error(error: ServiceError) -> Response:
     return _sent(*error_answer(error))
 
 
-def _sent(status: int, answer: Answer) -> Response:
-    response = Response(answer.body, status=status, content_type=answer.content_type)
-    response.headers.update(answer.headers)
+def _sent(status: int, reply: Answer) -> Response:
+    response = Response(reply.body, status=status, content_type=reply.content_type)
+    response.headers.update(reply.headers)
     return response
 
 
