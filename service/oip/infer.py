@@ -6,6 +6,7 @@ so a request answers the same whichever of the two serves it. No Flask here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -33,6 +34,7 @@ PREFIX = "/v2"
 INFER_RULE = "/models/<model_name>/infer"  # under PREFIX; the endpoint label of its metrics
 # A binary body may say it is binary, JSON (its start), or, as tritonclient sends it, nothing.
 BINARY_BODY_TYPES = frozenset({BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, ""})
+INTERNAL_ERROR = "internal error; see the server log"  # all an unexpected failure tells
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,12 @@ def error_answer(error: ServiceError) -> tuple[int, Answer]:
     message = f"{error.message}: {details}" if details else error.message
     # The protocol answers a bad request with 400 where the main API says 422.
     status = 400 if error.status == 422 else error.status
-    return status, Answer(json_bytes({"error": message}), headers=tuple(error.headers.items()))
+    return status, error_reply(message, error.headers.items())
+
+
+def error_reply(message: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
+    """The protocol's error body: {"error": "..."}."""
+    return Answer(json_bytes({"error": message}), headers=tuple(headers))
 
 
 def _detail(detail: dict[str, Any]) -> str:

@@ -1,12 +1,13 @@
 """The binary lane: V2 infer with binary tensor data served as plain WSGI, beside Flask.
 
 Under gunicorn, Flask's request context, routing and response object cost a 10,000-row
-binary infer about 0.2 ms of its 0.6 over the bare WSGI floor (bench/README.md), more than
-the forward pass and the tensor checks together. The lane takes only the shape of request
-that tritonclient sends by default: POST to the serving model's infer URL with an
-Inference-Header-Content-Length, a Content-Length within the limit and a Content-Type the
-view accepts as it is written. It answers with the same functions as the view (infer.py);
-every other request, including every variant of those headers, goes to Flask unchanged.
+binary infer about 0.2 ms of its 0.6 over the bare WSGI floor (a one-off prototype beside the
+floor, bench/README.md), more than the forward pass and the tensor checks together. The
+lane takes only the shape of request that tritonclient sends by default: POST to the serving
+model's infer URL with an Inference-Header-Content-Length, a Content-Length within the limit
+and a Content-Type the view accepts as it is written. It answers with the same functions as
+the view (infer.py); every other request, including every variant of those headers, goes to
+Flask unchanged.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from ..web import ENDPOINT_KEY
 from .infer import (
     BINARY_BODY_TYPES,
     INFER_RULE,
+    INTERNAL_ERROR,
     PREFIX,
     Answer,
     answer,
     binary_request,
     error_answer,
+    error_reply,
     read_exactly,
 )
 from .schemas import MODEL_NAME
@@ -67,7 +70,7 @@ class BinaryLane:
             status, reply = error_answer(error)
         except Exception:
             log.exception("unhandled error on POST %s", PATH)
-            status, reply = error_answer(ServiceError("internal error; see the server log"))
+            status, reply = 500, error_reply(INTERNAL_ERROR)
         return _send(status, reply, start_response)
 
     def _takes(self, environ: WSGIEnvironment) -> int | None:
@@ -81,10 +84,11 @@ class BinaryLane:
             or "HTTP_TRANSFER_ENCODING" in environ
         ):
             return None
-        length = environ.get("CONTENT_LENGTH", "")
-        if not (length.isascii() and length.isdigit()) or int(length) > self._max_body:
+        declared = environ.get("CONTENT_LENGTH", "")
+        if not (declared.isascii() and declared.isdigit()):
             return None
-        return int(length)
+        length = int(declared)
+        return length if length <= self._max_body else None
 
 
 def _send(status: int, reply: Answer, start_response: StartResponse) -> list[bytes]:

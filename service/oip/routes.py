@@ -22,11 +22,13 @@ from .codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, Float64Matrix, bad, json_
 from .infer import (
     BINARY_BODY_TYPES,
     INFER_RULE,
+    INTERNAL_ERROR,
     PREFIX,
     Answer,
     answer,
     binary_request,
     error_answer,
+    error_reply,
     read_exactly,
 )
 from .schemas import (
@@ -53,9 +55,7 @@ bp = Blueprint("oip", __name__, url_prefix=PREFIX)
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    response = json_response({"error": message}, status)
-    response.headers.update(headers or {})
-    return response
+    return _sent(status, error_reply(message, (headers or {}).items()))
 
 
 @bp.errorhandler(ServiceError)
@@ -79,7 +79,7 @@ def _http_error(exc: HTTPException, message: str | None = None) -> Response:
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error("internal error; see the server log", 500)
+    return _error(INTERNAL_ERROR, 500)
 
 
 class _RoutingError(HTTPException):
