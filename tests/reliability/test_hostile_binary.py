@@ -78,6 +78,29 @@ def test_a_chunked_binary_body_is_read_whole(shared_server: Gunicorn) -> None:
     assert len(chunked.json()["outputs"][0]["data"]) == 2
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/octet-stream", "application/octet-stream; charset=x"],
+    ids=["binary lane", "Flask view"],
+)
+def test_a_body_cut_short_is_a_400(shared_server: Gunicorn, content_type: str) -> None:
+    """The client says 100 bytes more than it sends, then closes its side."""
+    body, headers = binary(VALID, ROW)
+    head = (
+        f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        f"{HEADER}: {headers[HEADER]}\r\nContent-Length: {len(body) + 100}\r\n\r\n"
+    ).encode()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    error = orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert error == f"the body ended after {len(body)} of its {len(body) + 100} bytes"
+
+
 def test_body_over_the_limit_is_refused_before_it_is_sent(shared_server: Gunicorn) -> None:
     head = (
         f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
