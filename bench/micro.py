@@ -171,8 +171,7 @@ def _v2_cases(neuron: Neuron, rows: np.ndarray[Any, Any]) -> dict[str, Callable[
 def _array_body_cases(one_body: bytes, many_body: bytes) -> dict[str, Callable[[], Any]]:
     """Body -> validated PredictRequest: the general reader (jsonbody + pydantic) against the
     numbers-only fast path (service.arraybody: orjson for small bodies, simdjson for big)."""
-    from service.schemas import from_array_body
-    from service.web import _validate
+    from service.web import _validate, from_array_body
 
     def general(body: bytes) -> Any:
         decoded = decode(body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from itertools import chain
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -17,7 +17,6 @@ from pydantic import (
     model_validator,
 )
 
-from . import arraybody
 from .errors import ValidationFailed
 from .store import StoredScaling, TrainingMetadata, Validation
 from .tabular import MAX_NAME_LENGTH
@@ -122,34 +121,12 @@ def _same_rows(inputs: np.ndarray[Any, Any] | None, targets: np.ndarray[Any, Any
         raise ValueError(f"{len(inputs)} rows of inputs but {len(targets)} targets")
 
 
-# Requests made only of number arrays (2: rows, 1: a flat list), read by arraybody when the
-# body is exactly that: no Python number per value.
-_ARRAY_FIELDS: dict[type[Request], dict[str, int]] = {
+# Requests made only of number arrays (2: rows, 1: a flat list): the HTTP layer reads these
+# with arraybody when the body is exactly that, no Python number per value.
+ARRAY_FIELDS: dict[type[Request], dict[str, int]] = {
     PredictRequest: {"inputs": 2},
     EvaluateRequest: {"inputs": 2, "targets": 1},
 }
-RequestT = TypeVar("RequestT", bound=Request)
-
-
-def from_array_body(model: type[RequestT], body: bytes, max_rows: int | None) -> RequestT | None:
-    """``model`` read from a numbers-only body, as model_validate would build it; else None.
-
-    None means "read it the general way", which also answers every error: this takes only
-    what the validators above accept (rows within max_rows, targets in [0, 1], one per row).
-    """
-    fields = _ARRAY_FIELDS.get(model)
-    arrays = None if fields is None else arraybody.read(body, fields)
-    if arrays is None:
-        return None
-    inputs = arrays["inputs"]
-    if max_rows is not None and len(inputs) > max_rows:
-        return None
-    targets = arrays.get("targets")
-    if targets is not None:
-        if len(targets) != len(inputs) or ((targets < 0) | (targets > 1)).any():
-            return None
-        arrays["targets"] = targets.reshape(-1, 1)
-    return cast(RequestT, model.model_construct(None, **cast(dict[str, Any], arrays)))
 
 
 class EvaluateResponse(BaseModel):

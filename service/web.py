@@ -8,14 +8,14 @@ import re
 import time
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import errors, jsonbody, logs, metrics, schemas
+from . import arraybody, errors, jsonbody, logs, metrics, schemas
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -24,6 +24,7 @@ log = logging.getLogger("neuron.http")
 access_log = logs.InfoLines(logging.getLogger("neuron.access"))
 
 Model = TypeVar("Model", bound=BaseModel)
+RequestT = TypeVar("RequestT", bound=schemas.Request)
 
 # Where a handler outside Flask (oip.lane) files the route template its request is labelled by.
 ENDPOINT_KEY = "neuron.endpoint"
@@ -58,16 +59,37 @@ def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> Respon
 def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Model:
     """The request body as ``model``: 415 unless JSON, 400 if unparseable, 422 if invalid.
 
-    A body of number arrays only is read by arraybody (schemas.from_array_body); any other
+    A body of number arrays only is read by arraybody (from_array_body); any other
     body, and every error, by jsonbody and pydantic.
     """
     body = _json_bytes(request.get_data(cache=False), assume_json=False)
     if issubclass(model, schemas.Request):
-        fast = schemas.from_array_body(model, body, (context or {}).get("max_rows"))
+        fast = from_array_body(model, body, (context or {}).get("max_rows"))
         if fast is not None:
             return fast
     decoded = jsonbody.decode(body)
     return _validate(model, decoded.payload, decoded.numbers_only, context)
+
+
+def from_array_body(model: type[RequestT], body: bytes, max_rows: int | None) -> RequestT | None:
+    """``model`` read from a numbers-only body, as model_validate would build it; else None.
+
+    None means "read it the general way", which also answers every error: this takes only
+    what the schemas' validators accept (rows within max_rows, targets in [0, 1], one per row).
+    """
+    fields = schemas.ARRAY_FIELDS.get(model)
+    arrays = None if fields is None else arraybody.read(body, fields)
+    if arrays is None:
+        return None
+    inputs = arrays["inputs"]
+    if max_rows is not None and len(inputs) > max_rows:
+        return None
+    targets = arrays.get("targets")
+    if targets is not None:
+        if len(targets) != len(inputs) or ((targets < 0) | (targets > 1)).any():
+            return None
+        arrays["targets"] = targets.reshape(-1, 1)
+    return cast(RequestT, model.model_construct(None, **cast(dict[str, Any], arrays)))
 
 
 def read_json(optional: bool = False, assume_json: bool = False) -> Any:

@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service import arraybody, schemas
+from service import arraybody, web
 from service.errors import MalformedRequest
 from service.jsonbody import decode
-from service.schemas import EvaluateRequest, PredictRequest, Request, from_array_body
+from service.schemas import EvaluateRequest, PredictRequest, Request
+from service.web import from_array_body
 from tests.reliability.test_hostile_input import CASES as HOSTILE
 
 MAX_ROWS = 8
@@ -346,9 +347,9 @@ def test_the_service_answers_the_hostile_table_as_without_the_fast_path(
     ]
     cases += [("/evaluate", body, {"Content-Type": "application/json"}) for body in EVALUATE]
     taken = []
-    real = schemas.from_array_body
-    monkeypatch.setattr(schemas, "from_array_body", lambda *a: taken.append(real(*a)) or taken[-1])
+    real = web.from_array_body
+    monkeypatch.setattr(web, "from_array_body", lambda *a: taken.append(real(*a)) or taken[-1])
     with_fast_path = _answers(client, cases)
-    monkeypatch.setattr(schemas, "from_array_body", lambda *a: None)
+    monkeypatch.setattr(web, "from_array_body", lambda *a: None)
     assert _answers(client, cases) == with_fast_path
     assert sum(t is not None for t in taken) >= len(ACCEPTED) + 4  # the fast path was taken
