@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
+from typing import Any
 
 from flask import Flask
 
-from . import admin, api, docs, logs, oip, ops
+from . import admin, api, docs, logs, oip, openapi, ops
+from .oip import openapi as oip_openapi
 from .serving import ModelServer
 from .settings import Settings
 from .web import install_hooks, register_error_handlers
 
 log = logging.getLogger("neuron.app")
+
+# Every operation of the routes create_app registers, in the OpenAPI document's order.
+OPERATIONS = (*openapi.OPERATIONS, *oip_openapi.OPERATIONS)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the whole app (served at /openapi.json)."""
+    return openapi.document(OPERATIONS, oip_openapi.PARAMETER_EXAMPLES)
+
+
+def documented_statuses(path: str, method: str) -> set[int]:
+    """Statuses the document promises for one operation (used by tests to keep it true)."""
+    responses = openapi_document()["paths"][path][method.lower()]["responses"]
+    return {int(code) for code in responses}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -26,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     token = settings.token()
     app.extensions["neuron"] = server
     app.extensions["neuron_token"] = None if token is None else token.encode()
+    app.extensions["neuron_openapi"] = openapi_document
     for blueprint in (api.bp, admin.bp, ops.bp, oip.bp):
         app.register_blueprint(blueprint)
     if settings.docs_enabled:  # off: /docs and its assets are not routes at all (404)

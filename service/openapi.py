@@ -1,28 +1,20 @@
-"""The OpenAPI 3.1 document, generated from the pydantic schemas and one table of operations."""
+"""The OpenAPI 3.1 document, generated from the pydantic schemas and tables of operations.
+
+This module holds the builder and the table of the API of our own (model, admin, operations);
+the V2 routes bring their table (oip.openapi) and the app puts the two together.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import __version__
-from .oip.schemas import (
-    INPUT_NAME,
-    MODEL_NAME,
-    InferenceRequest,
-    InferenceResponse,
-    ModelMetadata,
-    ModelReady,
-    OipErrorResponse,
-    ServerLive,
-    ServerMetadata,
-    ServerReady,
-)
 from .schemas import (
     CSV_TARGET_PARAMETER,
     ErrorResponse,
@@ -53,8 +45,6 @@ _REASONS = {
 }
 _ALWAYS = (404, 405, 500)
 _JSON_BODY = (400, 413, 415, 422)
-_V2_MODEL = "/v2/models/{model_name}"
-_V2_VERSION = "/v2/models/{model_name}/versions/{model_version}"
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
 # Request bodies the interactive page (/docs) fills in, so that "Try it out" then "Execute"
@@ -67,10 +57,6 @@ RETRAIN_EXAMPLE = {  # the classic four rows, trained with the defaults: the def
     "seed": 1,
 }
 ROLLBACK_EXAMPLE = {"version": 1}
-INFER_EXAMPLE = {
-    "inputs": [{"name": INPUT_NAME, "shape": [1, 3], "datatype": "FP64", "data": [1, 0, 0]}]
-}
-PARAMETER_EXAMPLES = {"model_name": MODEL_NAME, "model_version": "1"}
 TAGS = (
     ("model", "Predict, evaluate and inspect the serving model"),
     ("admin", "Retrain and roll back; send the admin token with Authorize"),
@@ -126,47 +112,12 @@ OPERATIONS = (
         RollbackRequest, (*_JSON_BODY, 401, 403, 404, 503, 507), admin=True,
         example=ROLLBACK_EXAMPLE,
     ),
-    # The Open Inference Protocol (KServe V2): its errors are {"error": "..."}.
-    Operation("/v2", "get", "V2: server metadata", ServerMetadata, error_response=OipErrorResponse),
-    Operation(
-        "/v2/health/live", "get", "V2: server live", ServerLive, error_response=OipErrorResponse
-    ),
-    Operation(
-        "/v2/health/ready", "get", "V2: server ready; 503 until a model is loaded", ServerReady,
-        errors=(503,), error_response=OipErrorResponse,
-    ),
-    Operation(
-        _V2_MODEL, "get", "V2: metadata of the serving version", ModelMetadata, errors=(503,),
-        error_response=OipErrorResponse,
-    ),
-    Operation(
-        _V2_VERSION, "get", "V2: metadata of a kept version", ModelMetadata, errors=(503,),
-        error_response=OipErrorResponse,
-    ),
-    Operation(
-        f"{_V2_MODEL}/ready", "get", "V2: model ready", ModelReady, errors=(503,),
-        error_response=OipErrorResponse,
-    ),
-    Operation(
-        f"{_V2_VERSION}/ready", "get", "V2: kept version ready", ModelReady, errors=(503,),
-        error_response=OipErrorResponse,
-    ),
-    Operation(
-        f"{_V2_MODEL}/infer", "post", "V2: inference with the serving version",
-        InferenceResponse, InferenceRequest, (400, 413, 415, 503),
-        error_response=OipErrorResponse, example=INFER_EXAMPLE,
-    ),
-    Operation(
-        f"{_V2_VERSION}/infer", "post", "V2: inference with a kept version", InferenceResponse,
-        InferenceRequest, (400, 413, 415, 503), error_response=OipErrorResponse,
-        example=INFER_EXAMPLE,
-    ),
 )  # fmt: skip
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(operations: Sequence[Operation]) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [(ErrorResponse, "serialization")]
-    for op in OPERATIONS:
+    for op in operations:
         if op.error_response is not ErrorResponse:
             models.append((op.error_response, "serialization"))
         if op.request is not None:
@@ -225,7 +176,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+def _operation(op: Operation, parameter_examples: Mapping[str, str]) -> dict[str, Any]:
     if op.response is not None:
         ok_schema = _ref(op.response)
     else:  # /metrics is text; /openapi.json is this document, a JSON object
@@ -248,7 +199,7 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string"},
-                "example": PARAMETER_EXAMPLES[name],
+                "example": parameter_examples[name],
             }
             for name in parameters
         ]
@@ -276,11 +227,13 @@ def _tag(path: str) -> str:
     return "operations"
 
 
-@cache
-def document() -> dict[str, Any]:
+def document(
+    operations: Sequence[Operation], parameter_examples: Mapping[str, str]
+) -> dict[str, Any]:
+    """The document of ``operations``; a path parameter's example from ``parameter_examples``."""
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, parameter_examples)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -292,7 +245,7 @@ def document() -> dict[str, Any]:
         "tags": [{"name": name, "description": text} for name, text in TAGS],
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(operations),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -302,9 +255,3 @@ def document() -> dict[str, Any]:
             },
         },
     }
-
-
-def documented_statuses(path: str, method: str) -> set[int]:
-    """Statuses the document promises for one operation (used by tests to keep it true)."""
-    responses = document()["paths"][path][method.lower()]["responses"]
-    return {int(code) for code in responses}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from . import __version__, docs, metrics, openapi
+from . import __version__, docs, metrics
 from .api import server
 from .schemas import Health, Index
 from .web import json_response
@@ -63,4 +63,4 @@ def prometheus() -> Response:
 
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
-    return json_response(openapi.document())
+    return json_response(current_app.extensions["neuron_openapi"]())

@@ -19,10 +19,10 @@ import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
-from service.app import create_app
+from service.app import create_app, documented_statuses
+from service.app import openapi_document as document
 from service.neuron import Neuron
 from service.oip.schemas import InferenceRequest, ResponseOutput
-from service.openapi import document, documented_statuses
 from service.settings import Settings
 
 from .conftest import AUTH

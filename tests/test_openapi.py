@@ -12,10 +12,12 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pydantic import ValidationError
 
+from service.app import OPERATIONS
+from service.app import openapi_document as document
 from service.neuron import CLASSIC_INPUTS, CLASSIC_TARGETS
 from service.oip.codec import to_matrix
 from service.oip.schemas import InferenceRequest
-from service.openapi import OPERATIONS, RETRAIN_EXAMPLE, Operation, document
+from service.openapi import RETRAIN_EXAMPLE, Operation
 from service.schemas import PredictRequest
 
 from .conftest import AUTH

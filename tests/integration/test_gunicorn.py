@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import requests
 
+from service.app import OPERATIONS as DOCUMENTED
+from service.app import documented_statuses
 from service.neuron import Neuron
-from service.openapi import OPERATIONS as DOCUMENTED
-from service.openapi import documented_statuses
 from tests.metrics_text import sample
 
 from .server import TOKEN, Gunicorn

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import requests
 
-from service.openapi import documented_statuses
+from service.app import documented_statuses
 from tests.binary_cases import (
     CASES,
     HEADER,

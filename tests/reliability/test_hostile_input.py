@@ -9,7 +9,7 @@ import orjson
 import pytest
 import requests
 
-from service.openapi import documented_statuses
+from service.app import documented_statuses
 from service.settings import Settings
 from tests.integration.server import TOKEN, Gunicorn
 

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service import openapi
+from service.app import openapi_document
 from tests.integration.server import TOKEN, Gunicorn
 
 from .conftest import Record
@@ -49,7 +49,7 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn
 
 # Built from the same document the service serves (a test below checks they are equal): the
 # lazy from_fixture loader of Schemathesis 4.32 fails under pytest 9 (it sets Node._nodeid).
-schema = schemathesis.openapi.from_dict(openapi.document())
+schema = schemathesis.openapi.from_dict(openapi_document())
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -88,7 +88,7 @@ def test_admin_operations_without_the_token(
 
 
 def test_the_fuzzed_schema_is_the_served_one(fuzzed_server: Gunicorn) -> None:
-    assert fuzzed_server.get("/openapi.json").json() == openapi.document()
+    assert fuzzed_server.get("/openapi.json").json() == openapi_document()
 
 
 def test_fuzzing_summary(fuzzed_server: Gunicorn, record: Record) -> None:
