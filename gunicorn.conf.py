@@ -10,8 +10,8 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from service import malloc  # noqa: E402
-from service.fairworker import ConnectionBoard  # noqa: E402
+from service.server import malloc  # noqa: E402
+from service.server.fairworker import ConnectionBoard  # noqa: E402
 
 # Fails here, in the master, with pydantic's message if a setting is wrong (e.g. a short token).
 from service.settings import Settings  # noqa: E402
@@ -31,9 +31,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
-# gthread whose workers share out a burst of keep-alive connections (service/fairworker.py):
+# gthread whose workers share out a burst of keep-alive connections (service/server/fairworker.py):
 # on stock gthread one worker could take a whole burst and the other idle.
-worker_class = "service.fairworker.FairThreadWorker"
+worker_class = "service.server.fairworker.FairThreadWorker"
 threads = _settings.threads
 timeout = _settings.worker_timeout_seconds
 graceful_timeout = 30

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.jsonbody import decode
-from service.neuron import Neuron
+from service.http.jsonbody import decode
+from service.model.neuron import Neuron
 from service.schemas import PredictRequest
 
 
@@ -170,8 +170,8 @@ def _v2_cases(neuron: Neuron, rows: np.ndarray[Any, Any]) -> dict[str, Callable[
 
 def _array_body_cases(one_body: bytes, many_body: bytes) -> dict[str, Callable[[], Any]]:
     """Body -> validated PredictRequest: the general reader (jsonbody + pydantic) against the
-    numbers-only fast path (service.arraybody: orjson for small bodies, simdjson for big)."""
-    from service.web import _validate, from_array_body
+    numbers-only fast path (service.http.arraybody: orjson for small bodies, simdjson for big)."""
+    from service.http.web import _validate, from_array_body
 
     def general(body: bytes) -> Any:
         decoded = decode(body)

@@ -37,7 +37,7 @@ _BUCKETS: list[tuple[str, Callable[[str], bool]]] = [
     ("gunicorn: socket, HTTP parse, write", lambda f: "gunicorn" in f and "workers/" in f),
     ("werkzeug: environ, request, response", lambda f: "werkzeug/" in f),
     ("flask: dispatch, context, hooks", lambda f: "flask/" in f),
-    ("service.web: JSON in/out, hooks", lambda f: "service/web.py" in f),
+    ("service.http.web: JSON in/out, hooks", lambda f: "service/http/web.py" in f),
     (
         "service: body -> request (arraybody, jsonbody, schemas, oip)",
         lambda f: any(m in f for m in _BODY_READERS) or "pydantic" in f,

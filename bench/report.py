@@ -246,7 +246,7 @@ def _batch_gap(micro: dict[str, Any], batch: dict[str, float]) -> str:
         text += (
             f" Under load, reading the body into a request holds {reading:.0%}, "
             f"werkzeug {batch.get('werkzeug: environ, request, response', 0):.0%} and the "
-            f"hooks and JSON out {batch.get('service.web: JSON in/out, hooks', 0):.0%} of the "
+            f"hooks and JSON out {batch.get('service.http.web: JSON in/out, hooks', 0):.0%} of the "
             "workers' GIL time."
         )
     return text

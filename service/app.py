@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import Flask
 
-from . import admin, api, docs, logs, oip, openapi, ops
+from . import logs, oip
+from .http import admin, api, docs, openapi, ops
+from .http.web import install_hooks, register_error_handlers
 from .oip import openapi as oip_openapi
 from .serving import ModelServer
 from .settings import Settings
-from .web import install_hooks, register_error_handlers
 
 log = logging.getLogger("neuron.app")
 

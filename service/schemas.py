@@ -18,8 +18,8 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .model.tabular import MAX_NAME_LENGTH
 from .store import StoredScaling, TrainingMetadata, Validation
-from .tabular import MAX_NAME_LENGTH
 
 _NUMBER_TYPES = frozenset({int, float})
 

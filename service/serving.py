@@ -10,7 +10,6 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
-from .current import CurrentModel
 from .errors import (
     CorruptModel,
     InsufficientStorage,
@@ -22,7 +21,7 @@ from .errors import (
     TrainingRejected,
     validation_error,
 )
-from .neuron import (
+from .model.neuron import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_SEED,
     Matrix,
@@ -30,6 +29,14 @@ from .neuron import (
     TrainingTimeout,
     classic_training_set,
     train,
+)
+from .model.validation import (
+    Index,
+    Scores,
+    default_fraction,
+    majority_class,
+    score,
+    stratified_split,
 )
 from .schemas import (
     Champion,
@@ -44,7 +51,7 @@ from .schemas import (
 )
 from .settings import Settings
 from .store import ModelRecord, TrainingMetadata, Validation, data_digest, open_store, utc_now
-from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
+from .store.current import CurrentModel
 
 log = logging.getLogger("neuron.serving")
 

@@ -1,4 +1,4 @@
-"""service.arraybody (the numbers-only fast path) against the general reader it stands in for.
+"""service.http.arraybody (the numbers-only fast path) against the general reader it stands in for.
 
 The general reader is jsonbody.decode then pydantic's model_validate: the path every body took
 before, and still takes whenever the fast path declines. For any body the fast path must
@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service import arraybody, web
 from service.errors import MalformedRequest
-from service.jsonbody import decode
+from service.http import arraybody, web
+from service.http.jsonbody import decode
+from service.http.web import from_array_body
 from service.schemas import EvaluateRequest, PredictRequest, Request
-from service.web import from_array_body
 from tests.reliability.test_hostile_input import CASES as HOSTILE
 
 MAX_ROWS = 8

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.current import CurrentModel
 from service.errors import NotReady
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from service.store import ModelStore
+from service.store.current import CurrentModel
 
 from .test_store import metadata, neuron
 

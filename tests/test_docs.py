@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from service import __version__, docs
+from service import __version__
 from service.app import create_app
+from service.http import docs
 from service.settings import Settings
 
 from .conftest import TOKEN

@@ -1,4 +1,4 @@
-"""The connection board the gthread workers share (service/fairworker.py), without gunicorn."""
+"""The connection board the gthread workers share (service/server/fairworker.py), without gunicorn."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from service import fairworker
-from service.fairworker import ConnectionBoard
+from service.server import fairworker
+from service.server.fairworker import ConnectionBoard
 
 
 def test_slots_go_to_the_first_free_one_and_come_back() -> None:

@@ -1,4 +1,4 @@
-"""service.jsonbody against the standard library's json with an object_pairs_hook."""
+"""service.http.jsonbody against the standard library's json with an object_pairs_hook."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import MalformedRequest
-from service.jsonbody import MAX_KEYS, JsonBody, decode
+from service.http.jsonbody import MAX_KEYS, JsonBody, decode
 
 
 class Repeated(Exception):

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service import neuron as neuron_module
-from service.neuron import (
+from service.model import neuron as neuron_module
+from service.model.neuron import (
     Neuron,
     Scaling,
     TrainingTimeout,

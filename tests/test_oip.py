@@ -21,7 +21,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from service.app import create_app, documented_statuses
 from service.app import openapi_document as document
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from service.oip.schemas import InferenceRequest, ResponseOutput
 from service.settings import Settings
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service import arraybody
 from service.errors import MalformedRequest, ServiceError, ValidationFailed
+from service.http import arraybody
 from service.oip import routes
 from service.oip.codec import (
     BINARY_DATATYPES,

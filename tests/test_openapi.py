@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from service.app import OPERATIONS
 from service.app import openapi_document as document
-from service.neuron import CLASSIC_INPUTS, CLASSIC_TARGETS
+from service.http.openapi import RETRAIN_EXAMPLE, Operation
+from service.model.neuron import CLASSIC_INPUTS, CLASSIC_TARGETS
 from service.oip.codec import to_matrix
 from service.oip.schemas import InferenceRequest
-from service.openapi import RETRAIN_EXAMPLE, Operation
 from service.schemas import PredictRequest
 
 from .conftest import AUTH

@@ -1,4 +1,4 @@
-"""service.secretfiles: generated when absent, kept when present, a given value wins, 0400."""
+"""service.server.secretfiles: generated when absent, kept when present, a given value wins, 0400."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.secretfiles import GENERATED_BYTES, SecretError, SecretSpec, ensure, main
+from service.server.secretfiles import GENERATED_BYTES, SecretError, SecretSpec, ensure, main
 
 UID, GID = os.getuid(), os.getgid()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from service.errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
-from service.neuron import Neuron, Scaling
+from service.model.neuron import Neuron, Scaling
 from service.store import ModelStore, Validation, canonical, data_digest, decode
 
 from .factories import training_metadata

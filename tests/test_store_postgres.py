@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.current import CurrentModel
 from service.errors import CorruptModel, NotFound, StorageUnavailable
 from service.store import decode
+from service.store.current import CurrentModel
 from service.store.postgres import SCHEMA_VERSION, WRITERS_LOCK, PostgresStore
 
 from .integration.server import ROOT

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import MalformedCsv, PayloadTooLarge, ServiceError, ValidationFailed
-from service.tabular import MAX_NAME_LENGTH, parse_csv
+from service.model.tabular import MAX_NAME_LENGTH, parse_csv
 
 
 def parse(body: bytes, target: str | None = None, rows: int = 10_000, features: int = 1000):

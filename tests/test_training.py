@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.neuron import sigmoid
+from service.model.neuron import sigmoid
 from service.settings import Settings
 
 from .conftest import AUTH, TOKEN

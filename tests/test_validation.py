@@ -7,8 +7,8 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import accuracy_score, mean_squared_error
 
-from service.neuron import Neuron
-from service.validation import (
+from service.model.neuron import Neuron
+from service.model.validation import (
     AUTO_FRACTION,
     AUTO_MIN_PER_CLASS,
     classes,

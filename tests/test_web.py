@@ -1,4 +1,4 @@
-"""service.web: JSON in (through jsonbody), JSON out, the error envelope and the request hooks."""
+"""service.http.web: JSON in (through jsonbody), JSON out, the error envelope and the request hooks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import BaseModel, ValidationInfo, field_validator
 
-from service import errors, metrics, web
+from service import errors, metrics
 from service.app import create_app
+from service.http import web
 from service.schemas import PredictRequest, RetrainRequest
 from service.settings import Settings
 

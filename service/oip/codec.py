@@ -19,8 +19,8 @@ import orjson
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from .. import arraybody, jsonbody
 from ..errors import ServiceError, ValidationFailed
+from ..http import arraybody, jsonbody
 from .schemas import (
     DEFAULT_OUTPUT_DATATYPE,
     INPUT_NAME,

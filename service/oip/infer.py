@@ -12,8 +12,8 @@ from functools import lru_cache
 from typing import Any, BinaryIO
 
 from ..errors import ServiceError
+from ..http.web import json_bytes, validate
 from ..serving import ModelServer
-from ..web import json_bytes, validate
 from .codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..errors import ServiceError
+from ..http.web import ENDPOINT_KEY
 from ..serving import ModelServer
-from ..web import ENDPOINT_KEY
 from .infer import (
     BINARY_BODY_TYPES,
     INFER_RULE,

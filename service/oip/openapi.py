@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..openapi import Operation
+from ..http.openapi import Operation
 from .schemas import (
     INPUT_NAME,
     MODEL_NAME,

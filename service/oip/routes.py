@@ -14,10 +14,10 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .. import __version__
-from ..api import server
 from ..errors import NotFound as ModelNotFound
 from ..errors import ServiceError, UnsupportedMediaType
-from ..web import json_response, read_json, validate
+from ..http.api import server
+from ..http.web import json_response, read_json, validate
 from .codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, Float64Matrix, bad, json_request, to_matrix
 from .infer import (
     BINARY_BODY_TYPES,

@@ -1,7 +1,10 @@
 """The model store: the document format, the Store interface and its two backends.
 
 document.py holds the document, directory.py the embedded default, postgres.py the shared
-store for replicas on several hosts (imported only when NEURON_STORE_URL asks for it).
+store for replicas on several hosts (imported only when NEURON_STORE_URL asks for it);
+current.py is this process's serving version, refreshed whenever the store's pointer moves.
+
+Imports the model layer and the shared modules (errors, settings) only.
 """
 
 from __future__ import annotations

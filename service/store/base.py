@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from ..neuron import Neuron
+from ..model.neuron import Neuron
 from .document import ModelRecord, TrainingMetadata
 
 OnCorrupt = Callable[[int, str], None]

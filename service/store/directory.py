@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
-from ..neuron import Neuron
+from ..model.neuron import Neuron
 from .base import Store
 from .document import ModelRecord, TrainingMetadata, decode, encode, new_document
 

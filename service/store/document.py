@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import CorruptModel
-from ..neuron import Neuron, Scaling
+from ..model.neuron import Neuron, Scaling
 
 FORMAT = "neuron-model"
 FORMAT_VERSION = 1

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
-from ..neuron import Neuron
+from ..model.neuron import Neuron
 from .base import OnCorrupt, Store
 from .document import ModelRecord, TrainingMetadata, decode, encode, new_document
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from service.docs import DOCS_CSP
+from service.http.docs import DOCS_CSP
 from tests.integration.server import ROOT, TOKEN, Gunicorn
 
 SCREENSHOT = ROOT / "docs" / "img" / "docs.png"

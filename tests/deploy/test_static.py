@@ -94,7 +94,7 @@ def test_values_set_by_the_user_reach_only_the_secrets_service() -> None:
 def secret_files(config: dict[str, Any]) -> dict[str, tuple[str, int, int]]:
     """What the secrets service writes: file path in its container -> (volume, uid, gid)."""
     command = config["secrets"]["command"]
-    assert command[:3] == ["python", "-m", "service.secretfiles"], command
+    assert command[:3] == ["python", "-m", "service.server.secretfiles"], command
     mounts = {m["target"]: m["source"] for m in config["secrets"]["volumes"]}
     files = {}
     for spec in command[3:]:

@@ -13,7 +13,7 @@ import requests
 
 from service.app import OPERATIONS as DOCUMENTED
 from service.app import documented_statuses
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from tests.metrics_text import sample
 
 from .server import TOKEN, Gunicorn

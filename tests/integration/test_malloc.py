@@ -1,7 +1,7 @@
 """Big requests reuse the worker's memory instead of faulting fresh pages in each time.
 
 Page faults are counted, not timed: /proc/<worker>/stat's minflt over a run of requests.
-Before service/malloc.py, a 10,000-row binary V2 infer cost 202 page faults per request.
+Before service/server/malloc.py, a 10,000-row binary V2 infer cost 202 page faults per request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import orjson
 import pytest
 import requests
 
-from service import malloc
+from service.server import malloc
 from tests.integration.server import Gunicorn
 
 ROWS = np.random.default_rng(7).random((10_000, 3))

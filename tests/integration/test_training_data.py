@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from service.validation import stratified_split
+from service.model.validation import stratified_split
 
 from .server import TOKEN, Gunicorn
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.fairworker import STALE_SECONDS
+from service.server.fairworker import STALE_SECONDS
 
 from .server import Gunicorn
 

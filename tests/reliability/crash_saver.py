@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from service.store import ModelStore
 from tests.factories import training_metadata
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from service.errors import CorruptModel
-from service.neuron import Neuron, classic_training_set, train
+from service.model.neuron import Neuron, classic_training_set, train
 from service.serving import ModelServer
 from service.settings import Settings
 from service.store import TEMP_PREFIX, ModelStore, TrainingMetadata, canonical, decode

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from service.errors import CorruptModel
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from service.store import ModelStore, TrainingMetadata, decode
 from tests.factories import training_metadata
 

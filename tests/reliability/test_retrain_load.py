@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from service.neuron import Neuron
+from service.model.neuron import Neuron
 from service.store import ModelStore, decode
 from tests.integration.server import TOKEN, Gunicorn
 

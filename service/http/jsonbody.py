@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MalformedRequest
+from ..errors import MalformedRequest
 
 # No endpoint takes more than a few dozen keys. Tens of thousands are only an attack, and
 # refused by a count of ':' before any parse: beyond a few MB, parsers' hash tables of keys

@@ -6,8 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import CorruptModel, NotFound, NotReady, StorageUnavailable
-from .store import ModelRecord, Store
+from ..errors import CorruptModel, NotFound, NotReady, StorageUnavailable
+from .base import Store
+from .document import ModelRecord
 
 # After the store failed to hand over a new version, how long to serve the held one before
 # asking again: an outage must not cost every request a connection attempt.

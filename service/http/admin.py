@@ -6,10 +6,10 @@ import hmac
 
 from flask import Blueprint, Response, current_app, request
 
+from ..errors import AdminDisabled, Unauthorized, UnsupportedMediaType, validation_error
+from ..model.tabular import parse_csv
+from ..schemas import CSV_TARGET_PARAMETER, RetrainRequest, RollbackRequest, retrain_settings
 from .api import server
-from .errors import AdminDisabled, Unauthorized, UnsupportedMediaType, validation_error
-from .schemas import CSV_TARGET_PARAMETER, RetrainRequest, RollbackRequest, retrain_settings
-from .tabular import parse_csv
 from .web import json_response, parse_json, read_json, validate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

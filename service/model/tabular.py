@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MalformedCsv, PayloadTooLarge, ValidationFailed, validation_error
+from ..errors import MalformedCsv, PayloadTooLarge, ValidationFailed, validation_error
 from .neuron import Matrix
 
 _CHUNK_ROWS = 2048  # rows held as Python strings at once, before they become float64

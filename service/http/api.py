@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from .schemas import EvaluateRequest, PredictRequest
-from .serving import ModelServer
+from ..schemas import EvaluateRequest, PredictRequest
+from ..serving import ModelServer
 from .web import json_response, parse_json
 
 bp = Blueprint("api", __name__)

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
-from .schemas import (
+from .. import __version__
+from ..schemas import (
     CSV_TARGET_PARAMETER,
     ErrorResponse,
     EvaluateRequest,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request
 
-from . import __version__
-from .errors import NotFound
-from .schemas import Index
+from .. import __version__
+from ..errors import NotFound
+from ..schemas import Index
 
 bp = Blueprint("docs", __name__, url_prefix="/docs")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from . import __version__, docs, metrics
+from .. import __version__, metrics
+from ..schemas import Health, Index
+from . import docs
 from .api import server
-from .schemas import Health, Index
 from .web import json_response
 
 bp = Blueprint("ops", __name__)

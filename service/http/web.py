@@ -15,7 +15,8 @@ from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import arraybody, errors, jsonbody, logs, metrics, schemas
+from .. import errors, logs, metrics, schemas
+from . import arraybody, jsonbody
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
