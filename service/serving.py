@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Literal
 
 import numpy as np
@@ -21,23 +20,9 @@ from .errors import (
     TrainingRejected,
     validation_error,
 )
-from .model.neuron import (
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_SEED,
-    Matrix,
-    TrainingResult,
-    TrainingTimeout,
-    classic_training_set,
-    train,
-)
-from .model.validation import (
-    Index,
-    Scores,
-    default_fraction,
-    majority_class,
-    score,
-    stratified_split,
-)
+from .model import policy
+from .model.neuron import Matrix, Neuron, classic_training_set
+from .model.validation import Scores
 from .schemas import (
     Champion,
     EvaluateRequest,
@@ -54,16 +39,6 @@ from .store import ModelRecord, TrainingMetadata, Validation, data_digest, open_
 from .store.current import CurrentModel
 
 log = logging.getLogger("neuron.serving")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a retrain ends with: the record serving now, and why."""
-
-    record: ModelRecord
-    promoted: bool
-    reason: str
-    champion: Champion | None
 
 
 class ModelServer:
@@ -103,14 +78,11 @@ class ModelServer:
             record = self.store.point_to_latest_locked()
             if record is None:
                 log.info("no valid model stored: training the defaults")
-                inputs, targets = classic_training_set()
-                started = time.monotonic()
-                result = train(inputs, targets)
-                duration = time.monotonic() - started
-                scores = score(result.neuron, inputs, targets, majority_class(targets))
+                data = classic_training_set()
+                defaults = RetrainRequest()
+                candidate = policy.fit(*data, defaults, budget_seconds=None)
                 record = self.store.save_locked(
-                    result.neuron,
-                    _metadata("default", (inputs, targets), result, duration, scores),
+                    candidate.neuron, _metadata("default", data, candidate, defaults)
                 )
         return record
 
@@ -189,118 +161,42 @@ class ModelServer:
 
     def retrain(self, request: RetrainRequest) -> RetrainResponse:
         """Train without holding the lock; save (locked) only a model worth serving."""
-        inputs, targets = _training_data(request)
-        self._check_limits(inputs, request.iterations)
-        split = _split(request, targets)
-        fit, held_out = split if split else (slice(None), None)
-        started = time.monotonic()
-        result = self._train(request, inputs[fit], targets[fit])
-        duration = time.monotonic() - started
-        metrics.TRAINING_DURATION_SECONDS.observe(duration)
-        majority = majority_class(targets[fit])
-        scores = score(result.neuron, inputs[fit], targets[fit], majority)
-        held = None
-        if held_out is not None:
-            held = score(result.neuron, inputs[held_out], targets[held_out], majority)
-        warnings = _warnings(result, request, inputs) + _gate(held or scores, held is not None)
-        if warnings and not request.force:
-            metrics.RETRAINS_TOTAL.labels("rejected").inc()
-            raise TrainingRejected(
-                " ".join(warnings) + " The model was not promoted; send force=true to promote it."
-            )
-        training = _metadata("retrain", (inputs, targets), result, duration, scores, request)
-        training = training.model_copy(
-            update={
-                "validation_fraction": 0.0 if split is None else _fraction(request, targets),
-                "validation": None if held is None else Validation(**asdict(held)),
-            }
-        )
-        judged = (inputs, targets) if held_out is None else (inputs[held_out], targets[held_out])
+        data = _training_data(request)
+        self._check_limits(data[0], request.iterations)
         try:
-            decision = self._promote(request, result, training, judged, held or scores)
+            candidate = policy.fit(*data, request, self.settings.training_budget_seconds)
+        except TrainingRejected:
+            metrics.RETRAINS_TOTAL.labels("rejected").inc()
+            raise
+        metrics.TRAINING_DURATION_SECONDS.observe(candidate.duration_seconds)
+        if candidate.warnings and not request.force:
+            metrics.RETRAINS_TOTAL.labels("rejected").inc()
+            raise TrainingRejected(candidate.refusal())
+        training = _metadata("retrain", data, candidate, request)
+        try:
+            record, verdict = self._promote(request, candidate, training)
         except Exception:
             metrics.RETRAINS_TOTAL.labels("failed").inc()
             raise
-        self.model.set(decision.record)
-        outcome = "forced" if warnings else "promoted"
-        metrics.RETRAINS_TOTAL.labels(outcome if decision.promoted else "declined").inc()
-        return RetrainResponse(
-            model_version=decision.record.version,
-            promoted=decision.promoted,
-            reason=decision.reason,
-            loss=result.loss,
-            initial_loss=result.initial_loss,
-            iterations=result.iterations,
-            duration_seconds=duration,
-            accuracy=scores.accuracy,
-            baseline_accuracy=scores.baseline_accuracy,
-            validation=training.validation,
-            standardized=request.standardize,
-            champion=decision.champion,
-            warnings=warnings,
-        )
-
-    def _train(self, request: RetrainRequest, inputs: Matrix, targets: Matrix) -> TrainingResult:
-        try:
-            return train(
-                inputs,
-                targets,
-                iterations=request.iterations,
-                learning_rate=request.learning_rate,
-                seed=request.seed,
-                tolerance=request.tolerance,
-                budget_seconds=self.settings.training_budget_seconds,
-                standardize=request.standardize,
-            )
-        except TrainingTimeout as exc:
-            metrics.RETRAINS_TOTAL.labels("rejected").inc()
-            raise TrainingRejected(
-                f"training {exc}; ask for fewer iterations or rows, or set a tolerance"
-            ) from exc
-        except ValueError as exc:  # a column whose statistics overflow float64
-            raise validation_error("cannot standardize", ["inputs"], str(exc)) from None
+        self.model.set(record)
+        outcome = "forced" if candidate.warnings else "promoted"
+        metrics.RETRAINS_TOTAL.labels(outcome if verdict.promoted else "declined").inc()
+        return _retrain_response(record, candidate, verdict, training, request)
 
     def _promote(
-        self,
-        request: RetrainRequest,
-        result: TrainingResult,
-        training: TrainingMetadata,
-        rows: tuple[Matrix, Matrix],
-        ours: Scores,
-    ) -> Decision:
-        """Save the new model, or keep the serving one when it is at least as good (if_better).
-
-        Under the writers' lock, so the serving model compared is the one replaced.
-        """
-        where = f"{ours.rows} {'held-out' if training.validation else 'training'} rows"
-        reason = f"promoted: accuracy {ours.accuracy:.4g} on {where}"
-        champion = None
+        self, request: RetrainRequest, candidate: policy.Candidate, training: TrainingMetadata
+    ) -> tuple[ModelRecord, policy.Verdict]:
+        """Under the writers' lock, so the serving model compared is the one replaced."""
         with self.store.lock():
-            if request.promote == "if_better":
-                current = self.model.get()
-                if current.neuron.n_inputs != result.neuron.n_inputs:
-                    reason += (
-                        f"; not compared with serving version {current.version}, which takes "
-                        f"{current.neuron.n_inputs} features, not {result.neuron.n_inputs}"
-                    )
-                else:
-                    theirs = score(current.neuron, *rows, majority=False)
-                    champion = Champion(
-                        version=current.version,
-                        rows=theirs.rows,
-                        loss=theirs.loss,
-                        accuracy=theirs.accuracy,
-                    )
-                    versus = (
-                        f"accuracy {ours.accuracy:.4g} (loss {ours.loss:.4g}) on {where} against "
-                        f"serving version {current.version}'s {theirs.accuracy:.4g} "
-                        f"(loss {theirs.loss:.4g}) on the same rows"
-                    )
-                    if not _beats(ours, theirs):
-                        return Decision(current, False, f"not promoted: {versus}", champion)
-                    reason = f"promoted: {versus}"
-            record = self.store.save_locked(result.neuron, training, request.feature_names)
-        return Decision(record, True, reason, champion)
+            verdict = candidate.verdict(request, self._serving_neuron)
+            if not verdict.promoted:
+                return self.model.get(), verdict
+            record = self.store.save_locked(candidate.neuron, training, request.feature_names)
+        return record, verdict
+
+    def _serving_neuron(self) -> tuple[int, Neuron]:
+        record = self.model.get()
+        return record.version, record.neuron
 
     def rollback(self, request: RollbackRequest) -> ModelInfo:
         """Serve a kept version again, saved as a new version so that newest stays serving."""
@@ -353,92 +249,58 @@ def _training_data(request: RetrainRequest) -> tuple[Matrix, Matrix]:
     return request.inputs, request.targets
 
 
-def _split(request: RetrainRequest, targets: Matrix) -> tuple[Index, Index] | None:
-    """(training rows, held-out rows), or None when nothing is held out."""
-    fraction = _fraction(request, targets)
-    if fraction == 0:
-        return None
-    try:
-        return stratified_split(targets, fraction, request.seed)
-    except ValueError as exc:
-        raise validation_error(
-            "too few rows to hold out", ["validation_fraction"], str(exc)
-        ) from None
-
-
-def _fraction(request: RetrainRequest, targets: Matrix) -> float:
-    if request.validation_fraction is not None:
-        return request.validation_fraction
-    return default_fraction(targets)
-
-
-def _wide(inputs: Matrix) -> bool:
-    """Features on scales the article's unscaled update cannot share one learning rate over."""
-    spans = np.ptp(inputs, axis=0)
-    spans = spans[spans > 0]
-    return bool(np.abs(inputs).max() > 10 or (len(spans) and spans.max() > 100 * spans.min()))
-
-
-def _warnings(result: TrainingResult, request: RetrainRequest, inputs: Matrix) -> list[str]:
-    fix = f"try a smaller learning_rate (e.g. {request.learning_rate / 100:g})"
-    if not request.standardize and _wide(inputs):
-        fix = (
-            'the features run over very different or large scales: send "standardize": true '
-            f"(the model then scales every raw row itself), or {fix}"
-        )
-    if result.saturated:
-        return [
-            f"Training saturated: the outputs are stuck at 0 or 1 with loss {result.loss:.4g}, "
-            f"so the gradient vanished; {fix}."
-        ]
-    if not result.improved:
-        return [
-            f"Training did not improve: loss went from {result.initial_loss:.4g} to "
-            f"{result.loss:.4g}; {fix} or more iterations."
-        ]
-    return []
-
-
-def _gate(scores: Scores, held_out: bool) -> list[str]:
-    """A model no more accurate than a constant answer is not worth serving."""
-    if scores.accuracy > scores.baseline_accuracy:
-        return []
-    rows = f"{scores.rows} {'held-out' if held_out else 'training'} rows"
-    return [
-        f"Accuracy {scores.accuracy:.4g} on {rows} is not above the majority-class "
-        f"baseline {scores.baseline_accuracy:.4g} (always answering the most frequent class)."
-    ]
-
-
-def _beats(ours: Scores, theirs: Scores) -> bool:
-    """More accurate, or as accurate with a lower loss."""
-    return ours.accuracy > theirs.accuracy or (
-        ours.accuracy == theirs.accuracy and ours.loss < theirs.loss
-    )
-
-
 def _metadata(
     source: Literal["default", "retrain"],
     data: tuple[Matrix, Matrix],
-    result: TrainingResult,
-    duration: float,
-    scores: Scores,
-    request: RetrainRequest | None = None,
+    candidate: policy.Candidate,
+    options: RetrainRequest,
 ) -> TrainingMetadata:
+    result, scores, held = candidate.result, candidate.scores, candidate.held_out
     return TrainingMetadata(
         source=source,
-        seed=DEFAULT_SEED if request is None else request.seed,
+        seed=options.seed,
         iterations=result.iterations,
-        learning_rate=DEFAULT_LEARNING_RATE if request is None else request.learning_rate,
+        learning_rate=options.learning_rate,
         loss=result.loss,
         initial_loss=result.initial_loss,
         rows=scores.rows,
         data_sha256=data_digest(*data),
         trained_at=utc_now(),
-        duration_seconds=duration,
+        duration_seconds=candidate.duration_seconds,
         accuracy=scores.accuracy,
         baseline_accuracy=scores.baseline_accuracy,
+        validation_fraction=candidate.fraction,
+        validation=None if held is None else Validation(**asdict(held)),
     )
+
+
+def _retrain_response(
+    record: ModelRecord,
+    candidate: policy.Candidate,
+    verdict: policy.Verdict,
+    training: TrainingMetadata,
+    request: RetrainRequest,
+) -> RetrainResponse:
+    result, scores, champion = candidate.result, candidate.scores, verdict.champion
+    return RetrainResponse(
+        model_version=record.version,
+        promoted=verdict.promoted,
+        reason=verdict.reason,
+        loss=result.loss,
+        initial_loss=result.initial_loss,
+        iterations=result.iterations,
+        duration_seconds=candidate.duration_seconds,
+        accuracy=scores.accuracy,
+        baseline_accuracy=scores.baseline_accuracy,
+        validation=training.validation,
+        standardized=request.standardize,
+        champion=None if champion is None else _champion(*champion),
+        warnings=candidate.warnings,
+    )
+
+
+def _champion(version: int, scores: Scores) -> Champion:
+    return Champion(version=version, rows=scores.rows, loss=scores.loss, accuracy=scores.accuracy)
 
 
 def _count_corrupt(version: int, reason: str) -> None:

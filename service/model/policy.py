@@ -1,0 +1,203 @@
+"""The retrain policy: split, train, score, warnings and the gate, then the champion verdict.
+
+What the service decides about a retrain, without I/O: rows and options in, a Candidate out
+(the trained neuron, its scores and any reasons not to serve it), then the Candidate's Verdict
+against the serving model. The verdict is a second step because it must be taken under the
+store's writers' lock, which training must not hold. Limits, the lock, saving, the swap and
+metrics are ModelServer's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from ..errors import TrainingRejected, validation_error
+from .neuron import Matrix, Neuron, TrainingResult, TrainingTimeout, train
+from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
+
+
+class Options(Protocol):
+    """The settings of one retrain (a RetrainRequest carries them)."""
+
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def tolerance(self) -> float | None: ...
+    @property
+    def standardize(self) -> bool: ...
+    @property
+    def validation_fraction(self) -> float | None: ...
+    @property
+    def promote(self) -> Literal["always", "if_better"]: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a candidate replaces the serving model, and why."""
+
+    promoted: bool
+    reason: str
+    # (version, scores) of the serving model on the candidate's rows, when compared
+    champion: tuple[int, Scores] | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained neuron with its scores, and the reasons (if any) not to serve it."""
+
+    result: TrainingResult
+    duration_seconds: float
+    scores: Scores  # on the training rows
+    held_out: Scores | None  # on the held-out rows, when some were held out
+    fraction: float  # of each class held out
+    warnings: list[str]
+    judged_on: tuple[Matrix, Matrix]  # the rows it is compared on: the held-out ones, else all
+
+    @property
+    def neuron(self) -> Neuron:
+        return self.result.neuron
+
+    def refusal(self) -> str:
+        """Why it is not promoted unless forced."""
+        return (
+            " ".join(self.warnings) + " The model was not promoted; send force=true to promote it."
+        )
+
+    def verdict(self, options: Options, serving: Callable[[], tuple[int, Neuron]]) -> Verdict:
+        """Promote, or (if_better) keep the serving (version, neuron) if it is at least as good."""
+        ours = self.held_out or self.scores
+        where = f"{ours.rows} {'held-out' if self.held_out else 'training'} rows"
+        reason = f"promoted: accuracy {ours.accuracy:.4g} on {where}"
+        if options.promote != "if_better":
+            return Verdict(True, reason)
+        version, neuron = serving()
+        if neuron.n_inputs != self.neuron.n_inputs:
+            return Verdict(
+                True,
+                f"{reason}; not compared with serving version {version}, which takes "
+                f"{neuron.n_inputs} features, not {self.neuron.n_inputs}",
+            )
+        theirs = score(neuron, *self.judged_on, majority=False)
+        versus = (
+            f"accuracy {ours.accuracy:.4g} (loss {ours.loss:.4g}) on {where} against "
+            f"serving version {version}'s {theirs.accuracy:.4g} "
+            f"(loss {theirs.loss:.4g}) on the same rows"
+        )
+        if not _beats(ours, theirs):
+            return Verdict(False, f"not promoted: {versus}", (version, theirs))
+        return Verdict(True, f"promoted: {versus}", (version, theirs))
+
+
+def fit(
+    inputs: Matrix, targets: Matrix, options: Options, budget_seconds: float | None
+) -> Candidate:
+    """Hold out, train on the rest, score both; TrainingRejected if the budget runs out."""
+    fraction = _fraction(options, targets)
+    split = _split(options, targets, fraction)
+    fit_rows, held_rows = split if split else (slice(None), None)
+    started = time.monotonic()
+    result = _train(options, inputs[fit_rows], targets[fit_rows], budget_seconds)
+    duration = time.monotonic() - started
+    majority = majority_class(targets[fit_rows])
+    scores = score(result.neuron, inputs[fit_rows], targets[fit_rows], majority)
+    held = None
+    judged_on = (inputs, targets)
+    if held_rows is not None:
+        judged_on = (inputs[held_rows], targets[held_rows])
+        held = score(result.neuron, *judged_on, majority)
+    warnings = _warnings(result, options, inputs) + _gate(held or scores, held is not None)
+    return Candidate(result, duration, scores, held, fraction, warnings, judged_on)
+
+
+def _train(
+    options: Options, inputs: Matrix, targets: Matrix, budget_seconds: float | None
+) -> TrainingResult:
+    try:
+        return train(
+            inputs,
+            targets,
+            iterations=options.iterations,
+            learning_rate=options.learning_rate,
+            seed=options.seed,
+            tolerance=options.tolerance,
+            budget_seconds=budget_seconds,
+            standardize=options.standardize,
+        )
+    except TrainingTimeout as exc:
+        raise TrainingRejected(
+            f"training {exc}; ask for fewer iterations or rows, or set a tolerance"
+        ) from exc
+    except ValueError as exc:  # a column whose statistics overflow float64
+        raise validation_error("cannot standardize", ["inputs"], str(exc)) from None
+
+
+def _split(options: Options, targets: Matrix, fraction: float) -> tuple[Index, Index] | None:
+    """(training rows, held-out rows), or None when nothing is held out."""
+    if fraction == 0:
+        return None
+    try:
+        return stratified_split(targets, fraction, options.seed)
+    except ValueError as exc:
+        raise validation_error(
+            "too few rows to hold out", ["validation_fraction"], str(exc)
+        ) from None
+
+
+def _fraction(options: Options, targets: Matrix) -> float:
+    if options.validation_fraction is not None:
+        return options.validation_fraction
+    return default_fraction(targets)
+
+
+def _wide(inputs: Matrix) -> bool:
+    """Features on scales the article's unscaled update cannot share one learning rate over."""
+    spans = np.ptp(inputs, axis=0)
+    spans = spans[spans > 0]
+    return bool(np.abs(inputs).max() > 10 or (len(spans) and spans.max() > 100 * spans.min()))
+
+
+def _warnings(result: TrainingResult, options: Options, inputs: Matrix) -> list[str]:
+    fix = f"try a smaller learning_rate (e.g. {options.learning_rate / 100:g})"
+    if not options.standardize and _wide(inputs):
+        fix = (
+            'the features run over very different or large scales: send "standardize": true '
+            f"(the model then scales every raw row itself), or {fix}"
+        )
+    if result.saturated:
+        return [
+            f"Training saturated: the outputs are stuck at 0 or 1 with loss {result.loss:.4g}, "
+            f"so the gradient vanished; {fix}."
+        ]
+    if not result.improved:
+        return [
+            f"Training did not improve: loss went from {result.initial_loss:.4g} to "
+            f"{result.loss:.4g}; {fix} or more iterations."
+        ]
+    return []
+
+
+def _gate(scores: Scores, held_out: bool) -> list[str]:
+    """A model no more accurate than a constant answer is not worth serving."""
+    if scores.accuracy > scores.baseline_accuracy:
+        return []
+    rows = f"{scores.rows} {'held-out' if held_out else 'training'} rows"
+    return [
+        f"Accuracy {scores.accuracy:.4g} on {rows} is not above the majority-class "
+        f"baseline {scores.baseline_accuracy:.4g} (always answering the most frequent class)."
+    ]
+
+
+def _beats(ours: Scores, theirs: Scores) -> bool:
+    """More accurate, or as accurate with a lower loss."""
+    return ours.accuracy > theirs.accuracy or (
+        ours.accuracy == theirs.accuracy and ours.loss < theirs.loss
+    )
