@@ -64,14 +64,14 @@ def table(summary: dict) -> str:
 
 
 def cost_table(summary: dict) -> str | None:
-    """Worker CPU per request at 1 MiB and 4 MiB, by endpoint and body family."""
+    """Worker CPU per request at 256 KiB and 4 MiB, by endpoint and body family."""
     rows = [cost for row in summary["rows"] for cost in row["figures"].get("cost", [])]
     if not rows:
         return None
     lines = [
         f"Run finished {summary['finished_at']}.",
         "",
-        "| Endpoint | Body family | Status | CPU at 1 MiB (ms) | CPU at 4 MiB (ms) "
+        "| Endpoint | Body family | Status | CPU at 256 KiB (ms) | CPU at 4 MiB (ms) "
         "| Wall at 4 MiB (ms) | Ratio |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
