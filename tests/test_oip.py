@@ -25,6 +25,8 @@ from service.model.neuron import Neuron
 from service.oip.schemas import InferenceRequest, ResponseOutput
 from service.settings import Settings
 
+from .binary_cases import binary, rows
+from .binary_cases import tensor as binary_tensor
 from .conftest import AUTH
 from .metrics_text import sample
 
@@ -135,6 +137,44 @@ def test_spec_request_example_as_written_is_refused_for_its_bool_input(
         client.post(INFER, json=SPEC_REQUEST), 400, INFER_TEMPLATE, "post"
     )
     assert "input1" in error
+
+
+# -- one input of any name, as KServe's and MLServer's examples send it ------------------------
+
+EXAMPLE_ROWS = [[1.0, 0.0, 0.0], [0.5, 0.25, 1.0]]  # exact in FP32
+EXAMPLE_FLAT = [value for row in EXAMPLE_ROWS for value in row]
+
+
+@pytest.mark.parametrize(
+    "request_input",
+    [
+        # KServe's V2 scikit-learn example: its own name, FP32 rows as nested lists
+        {"name": "input-0", "shape": [2, 3], "datatype": "FP32", "data": EXAMPLE_ROWS},
+        # MLServer's scikit-learn example: the name of the method it calls
+        {"name": "predict", "shape": [2, 3], "datatype": "FP32", "data": EXAMPLE_ROWS},
+        {"name": "", "shape": [2, 3], "datatype": "FP64", "data": EXAMPLE_FLAT},
+    ],
+    ids=["kserve input-0", "mlserver predict", "empty name, flat FP64"],
+)
+def test_one_input_of_any_name_is_answered_as_predict(
+    client: FlaskClient, request_input: dict[str, Any]
+) -> None:
+    response = client.post(INFER, json={"inputs": [request_input]})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [output] = response.get_json()["outputs"]
+    assert output["name"] == "output0"
+    assert output["data"] == predict(client, EXAMPLE_ROWS)
+    [advertised] = client.get("/v2/models/neuron").get_json()["inputs"]
+    assert advertised["name"] == "input0"
+
+
+def test_one_binary_input_of_any_name_is_answered_as_predict(client: FlaskClient) -> None:
+    header = {"inputs": [binary_tensor([2, 3], 48, name="input-0")]}
+    body, headers = binary(header, rows(*EXAMPLE_FLAT))
+    response = client.post(INFER, data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [output] = response.get_json()["outputs"]
+    assert output["data"] == predict(client, EXAMPLE_ROWS)
 
 
 def test_spec_request_example_to_its_model_name_is_a_404(client: FlaskClient) -> None:
@@ -318,7 +358,10 @@ def _bad(**changes: Any) -> dict:
         (_bad(datatype="FP16"), "FP16' is accepted as binary tensor data only"),
         (_bad(datatype="BYTES", data=["a", "b"], shape=[1, 2]), "BYTES"),
         (_bad(datatype="float64"), "float64"),
-        (_bad(name="x"), "unknown input 'x'"),
+        (
+            infer_body(tensor([1, 0, 0], [1, 3], name="a"), tensor([1, 0, 0], [1, 3], name="b")),
+            "takes one input tensor ('input0'), got 2: 'a', 'b'",
+        ),
         (_bad(data=[[1, 0, True], [0, 1, 1]]), "number"),
         (_bad(data=[[1, 0, "1"], [0, 1, 1]]), "number"),
         (_bad(data=[[1, 0, None], [0, 1, 1]]), "number"),
@@ -343,7 +386,10 @@ def _bad(**changes: Any) -> dict:
         ({"inputs": []}, "inputs"),
         ({"id": "1"}, "inputs"),
         ({"inputs": [{"name": "input0"}]}, "shape"),
-        (infer_body(tensor([1, 0, 0], [1, 3]), tensor([1, 0, 0], [1, 3])), "2 times"),
+        (
+            infer_body(tensor([1, 0, 0], [1, 3]), tensor([1, 0, 0], [1, 3])),
+            "takes one input tensor",
+        ),
         (infer_body(tensor([1, 0, 0], [1, 3]), tensor([1], [1, 1], "FP64", "input1")), "input1"),
         (infer_body(tensor([1, 0, 0], [1, 3]), outputs=[{"name": "output1"}]), "output1"),
         (infer_body(tensor([1, 0, 0], [1, 3]), outputs=[{"name": "output0"}] * 2), "2 times"),

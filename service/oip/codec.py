@@ -153,20 +153,22 @@ def to_matrix(
     data extension), else None. ``values``: the tensor's data list, read by json_request
     (the request's own data is then the empty list it left).
     """
-    names = [tensor.name for tensor in request.inputs]
-    unknown = [name for name in names if name != INPUT_NAME]
-    if unknown:
-        raise bad(f"unknown input {unknown[0]!r}: model {MODEL_NAME!r} takes {INPUT_NAME!r} only")
-    if len(names) > 1:
-        raise bad(f"input {INPUT_NAME!r} is given {len(names)} times")
+    # One input tensor, whatever its name: the model has a single input, and KServe's and
+    # MLServer's examples name it their own way ("input-0", "predict"), as their servers allow.
+    if len(request.inputs) > 1:
+        names = ", ".join(repr(tensor.name) for tensor in request.inputs)
+        raise bad(
+            f"model {MODEL_NAME!r} takes one input tensor ({INPUT_NAME!r}), "
+            f"got {len(request.inputs)}: {names}"
+        )
     tensor = request.inputs[0]
     [section] = binary_sections(request.inputs, binary)
     if section is not None:
         if tensor.data is not None:
-            raise bad(f"input {INPUT_NAME!r} has both JSON data and binary_data_size")
+            raise bad(f"input {tensor.name!r} has both JSON data and binary_data_size")
         return _from_binary(tensor, section, max_rows)
     if tensor.data is None:
-        raise bad(f"input {INPUT_NAME!r} has no data (nor binary_data_size)")
+        raise bad(f"input {tensor.name!r} has no data (nor binary_data_size)")
     if values is not None and not tensor.data:
         return _from_values(tensor, values, max_rows)
     return _from_json(tensor, tensor.data, max_rows)
@@ -175,7 +177,7 @@ def to_matrix(
 def _from_json(tensor: RequestInput, data: list[Any], max_rows: int) -> Float64Matrix:
     if tensor.datatype in BINARY_DATATYPES and tensor.datatype not in INPUT_DATATYPES:
         raise bad(f"datatype {tensor.datatype!r} is accepted as binary tensor data only")
-    dtype = _input_dtype(tensor.datatype)
+    dtype = _input_dtype(tensor)
     rows = _check_shape(tensor.shape, max_rows)
     values = _leaves(data, tensor.shape)
     if len(values) != prod(tensor.shape):
@@ -193,7 +195,7 @@ def _from_json(tensor: RequestInput, data: list[Any], max_rows: int) -> Float64M
 
 def _from_values(tensor: RequestInput, values: Float64Matrix, max_rows: int) -> Float64Matrix:
     """_from_json for flat FP64/FP32 data already read as float64 (finite, numbers only)."""
-    dtype = _input_dtype(tensor.datatype)
+    dtype = _input_dtype(tensor)
     rows = _check_shape(tensor.shape, max_rows)
     if len(values) != prod(tensor.shape):
         raise bad(
@@ -208,14 +210,14 @@ def _from_binary(tensor: RequestInput, section: memoryview, max_rows: int) -> Fl
     if dtype is None:
         accepted = ", ".join(BINARY_DATATYPES)
         raise bad(
-            f"datatype {tensor.datatype!r} is not supported for {INPUT_NAME!r} as binary data; "
+            f"datatype {tensor.datatype!r} is not supported for {tensor.name!r} as binary data; "
             f"use one of {accepted}"
         )
     rows = _check_shape(tensor.shape, max_rows)
     count = prod(tensor.shape)
     if len(section) != count * dtype.itemsize:
         raise bad(
-            f"binary_data_size {len(section)} of {INPUT_NAME!r} disagrees with shape "
+            f"binary_data_size {len(section)} of {tensor.name!r} disagrees with shape "
             f"{tensor.shape} of {tensor.datatype}: {count} x {dtype.itemsize} = "
             f"{count * dtype.itemsize} bytes"
         )
@@ -225,16 +227,17 @@ def _from_binary(tensor: RequestInput, section: memoryview, max_rows: int) -> Fl
     # misaligned FP64 tensor is copied (5 us); an aligned one is read in place.
     matrix = array.astype(np.float64, copy=not array.flags.aligned)
     if dtype.kind == "f" and not np.isfinite(matrix).all():
-        raise bad(f"the binary data of {INPUT_NAME!r} holds NaN or infinity")
+        raise bad(f"the binary data of {tensor.name!r} holds NaN or infinity")
     return matrix.reshape(rows, tensor.shape[1])
 
 
-def _input_dtype(datatype: str) -> type[np.generic]:
-    dtype = INPUT_DATATYPES.get(datatype)
+def _input_dtype(tensor: RequestInput) -> type[np.generic]:
+    dtype = INPUT_DATATYPES.get(tensor.datatype)
     if dtype is None:
         accepted = ", ".join(INPUT_DATATYPES)
         raise bad(
-            f"datatype {datatype!r} is not supported for {INPUT_NAME!r}; use one of {accepted}"
+            f"datatype {tensor.datatype!r} is not supported for {tensor.name!r}; "
+            f"use one of {accepted}"
         )
     return dtype
 

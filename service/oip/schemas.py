@@ -37,7 +37,9 @@ class _Request(BaseModel):
 
 
 class RequestInput(_Request):
-    name: str = Field(description=f"The model's input tensor: {INPUT_NAME!r}.")
+    name: str = Field(
+        description=f"Any name: the model has one input tensor (its metadata says {INPUT_NAME!r})."
+    )
     # JSON integers only: lax int would take "1", 1.0 and true.
     shape: list[StrictInt] = Field(description="[rows, n_inputs] of the whole batch.")
     datatype: str = Field(
