@@ -10,6 +10,7 @@ from flask import Flask
 
 from . import logs, oip
 from .http import admin, api, docs, openapi, ops
+from .http.cors import Cors
 from .http.web import install_hooks, register_error_handlers
 from .oip import openapi as oip_openapi
 from .serving import ModelServer
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     lane = oip.BinaryLane(app.wsgi_app, server)
     app.wsgi_app = lane  # type: ignore[method-assign]
     app.extensions["neuron_binary_lane"] = lane
+    origins = settings.cors()
+    if origins:  # around the lane too: a binary infer's answer gets the same headers
+        app.wsgi_app = Cors(app.wsgi_app, origins, settings.cors_admin)  # type: ignore[method-assign]
     install_hooks(app)  # around the lane too: its requests are logged and measured alike
     try:
         server.start()

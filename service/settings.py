@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -9,6 +10,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
+# An origin as a browser sends it: scheme, host, optional port; no path, no trailing slash.
+ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#:@\[\]]+)(:[0-9]{1,5})?")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
@@ -75,6 +78,17 @@ class Settings(BaseSettings):
         "the service itself); false answers 404 there, for locked-down deployments.",
     )
     log_level: str = Field("info", description="Log level of the JSON logs.")
+    cors_origins: str | None = Field(
+        None,
+        description="Origins whose pages may call the API from a browser (CORS): exact "
+        "origins, comma-separated (https://app.example.com,http://localhost:5173), or * for "
+        "any page; never with credentials. Unset: no CORS headers at all.",
+    )
+    cors_admin: bool = Field(
+        False,
+        description="Answer CORS for /admin/* too, so that a page of an allowed origin may send "
+        "the admin token; off unless asked for.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -84,6 +98,7 @@ class Settings(BaseSettings):
                 "or gunicorn would kill a worker in the middle of a retrain"
             )
         store_kind(self.store())  # refuses an unknown scheme at start-up, with its name
+        self.cors()  # refuses a malformed origin at start-up, naming it
         token = self.token()
         if token is not None and len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
@@ -100,6 +115,21 @@ class Settings(BaseSettings):
         if self.admin_token is None:
             return None
         return self.admin_token.get_secret_value() or None
+
+    def cors(self) -> tuple[str, ...]:
+        """The allowed origins, ("*",) for any, () when CORS is off; ValueError if malformed."""
+        if not self.cors_origins or not self.cors_origins.strip():
+            return ()
+        origins = tuple(origin.strip() for origin in self.cors_origins.split(","))
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("cors_origins: * stands alone, not in a list of origins")
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin (scheme://host[:port], "
+                    "no path and no trailing slash)"
+                )
+        return origins
 
 
 def store_kind(url: str | None) -> str:
