@@ -362,6 +362,10 @@ def _bad(**changes: Any) -> dict:
             infer_body(tensor([1, 0, 0], [1, 3], name="a"), tensor([1, 0, 0], [1, 3], name="b")),
             "takes one input tensor ('input0'), got 2: 'a', 'b'",
         ),
+        (
+            infer_body(*(tensor([1, 0, 0], [1, 3], name=f"t{i}") for i in range(1000))),
+            "got 1000: 't0', 't1', 't2', ...",
+        ),
         (_bad(data=[[1, 0, True], [0, 1, 1]]), "number"),
         (_bad(data=[[1, 0, "1"], [0, 1, 1]]), "number"),
         (_bad(data=[[1, 0, None], [0, 1, 1]]), "number"),

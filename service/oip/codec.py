@@ -156,7 +156,9 @@ def to_matrix(
     # One input tensor, whatever its name: the model has a single input, and KServe's and
     # MLServer's examples name it their own way ("input-0", "predict"), as their servers allow.
     if len(request.inputs) > 1:
-        names = ", ".join(repr(tensor.name) for tensor in request.inputs)
+        names = ", ".join(repr(tensor.name) for tensor in request.inputs[:3])
+        if len(request.inputs) > 3:
+            names += ", ..."
         raise bad(
             f"model {MODEL_NAME!r} takes one input tensor ({INPUT_NAME!r}), "
             f"got {len(request.inputs)}: {names}"
