@@ -7,7 +7,7 @@ rule holds for what the code says, not for what one run happened to import.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 import pytest
@@ -46,9 +46,8 @@ def _sources() -> dict[str, Path]:
     return {_module_name(path): path for path in sorted(SERVICE.rglob("*.py"))}
 
 
-def _targets(node: ast.AST, module: str, is_package: bool, modules: Iterable[str]) -> set[str]:
+def _targets(node: ast.AST, module: str, is_package: bool, known: Set[str]) -> set[str]:
     """The modules of ours one import statement names ('from x import y' may name x.y)."""
-    known = set(modules)
     if isinstance(node, ast.Import):
         return {alias.name for alias in node.names if alias.name.split(".")[0] == "service"}
     if not isinstance(node, ast.ImportFrom):
@@ -73,7 +72,7 @@ def import_graph() -> dict[str, set[str]]:
         tree = ast.parse(path.read_text(), str(path))
         is_package = path.name == "__init__.py"
         graph[module] = set().union(
-            *(_targets(node, module, is_package, sources) for node in ast.walk(tree))
+            *(_targets(node, module, is_package, sources.keys()) for node in ast.walk(tree))
         ) - {module}
     return graph
 

@@ -134,6 +134,18 @@ def test_the_clients_defaults_binary_in_and_out(
         assert not np.array_equal(expected, predicted(shared_server, RNG_ROWS))
 
 
+@pytest.mark.parametrize("name", ["input-0", "predict"])
+def test_the_client_with_an_input_named_its_own_way(
+    client: httpclient.InferenceServerClient, shared_server: Gunicorn, name: str
+) -> None:
+    """KServe's and MLServer's examples name the input their way; the client's defaults
+    (binary in, binary out) get the same numbers as /predict."""
+    tensor = httpclient.InferInput(name, list(RNG_ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(RNG_ROWS)
+    result = client.infer("neuron", [tensor])
+    assert np.array_equal(result.as_numpy("output0")[:, 0], predicted(shared_server, RNG_ROWS))
+
+
 def test_the_clients_default_request_is_logged_and_measured_as_the_infer_route(
     client: httpclient.InferenceServerClient, shared_server: Gunicorn
 ) -> None:
