@@ -283,6 +283,37 @@ def test_kept_versions_can_be_asked_for(client: FlaskClient) -> None:
     assert "2 numbers" in assert_protocol_error(wrong, 400, INFER_TEMPLATE, "post")
 
 
+def test_model_name_and_version_in_the_body_must_agree_with_the_url(client: FlaskClient) -> None:
+    rows = tensor([1, 0, 0], [1, 3])
+    agreeing = infer_body(rows, id="k1", model_name="neuron", model_version="1")
+    plain = client.post(INFER, json=infer_body(rows, id="k1")).get_json()
+    assert client.post(INFER, json=agreeing).get_json() == plain
+    versioned = "/v2/models/neuron/versions/1/infer"
+    assert client.post(versioned, json=agreeing).get_json() == plain
+    retrain_to_two_inputs(client)
+    # Version 1 is kept but no longer serves: the body must now say what answers.
+    old = client.post(INFER, json=infer_body(tensor([1, 0], [1, 2]), model_version="1"))
+    message = assert_protocol_error(old, 400, INFER_TEMPLATE, "post")
+    assert message.endswith("which names the serving version '2'")
+    assert client.post(versioned, json=agreeing).get_json() == plain
+    two = client.post(versioned, json=infer_body(rows, model_version="2"))
+    assert assert_protocol_error(two, 400, INFER_TEMPLATE, "post") == (
+        "model_version '2' in the body does not agree with the URL, which names version '1'"
+    )
+
+
+def test_unknown_fields_are_ignored_as_kserve_mlserver_and_triton_do(client: FlaskClient) -> None:
+    plain = client.post(INFER, json=infer_body(tensor([1, 0, 0], [1, 3]))).get_json()
+    body = infer_body(
+        {**tensor([1, 0, 0], [1, 3]), "contents": {"fp64_contents": [0, 0, 0]}, "x": None},
+        outputs=[{"name": "output0", "classification": 2}],
+        model_name="neuron",
+        sequence_id=3,
+        nested={"a": [1, {"b": 2}]},
+    )
+    assert client.post(INFER, json=body).get_json() == plain
+
+
 # -- request details ----------------------------------------------------------------------------
 
 
@@ -386,7 +417,18 @@ def _bad(**changes: Any) -> dict:
         (_bad(parameters={"binary_data_size": 48}), "Inference-Header-Content-Length"),
         (_bad(data=None), "no data"),
         (_bad(shape=[2, 2], data=[1, 0, 0, 1]), "3 numbers"),
-        (_bad(extra=1), "extra"),
+        (
+            infer_body(tensor([1, 0, 0], [1, 3]), model_name="iris"),
+            "model_name 'iris' in the body does not agree with the URL's model 'neuron'",
+        ),
+        (infer_body(tensor([1, 0, 0], [1, 3]), model_name=7), "model_name"),
+        (
+            infer_body(tensor([1, 0, 0], [1, 3]), model_version="2"),
+            "model_version '2' in the body does not agree with the URL, "
+            "which names the serving version '1'",
+        ),
+        (infer_body(tensor([1, 0, 0], [1, 3]), model_version=1), "model_version"),
+        (_bad(name=None), "name"),
         ({"inputs": []}, "inputs"),
         ({"id": "1"}, "inputs"),
         ({"inputs": [{"name": "input0"}]}, "shape"),

@@ -27,7 +27,7 @@ from .codec import (
     split_body,
     to_matrix,
 )
-from .schemas import InferenceRequest
+from .schemas import MODEL_NAME, InferenceRequest
 
 JSON_CONTENT_TYPE = "application/json"
 PREFIX = "/v2"
@@ -80,16 +80,37 @@ _known_header = lru_cache(maxsize=64)(_header_request)
 def answer(
     server: ModelServer, request: InferenceRequest, inputs: Float64Matrix, version: int | None
 ) -> Answer:
-    """Infer on ``inputs`` and encode the output as the request asks: JSON or binary."""
+    """Infer on ``inputs`` and encode the output as the request asks: JSON or binary.
+
+    ``version``: the one the URL names (None: the serving one).
+    """
+    if request.model_name is not None and request.model_name != MODEL_NAME:
+        raise bad(
+            f"model_name {_shown(request.model_name)} in the body does not agree with the URL's "
+            f"model {MODEL_NAME!r}"
+        )
     datatype = output_datatype(request.outputs)
     as_binary = binary_output(request)
     probabilities, record = server.infer(inputs, version)
+    # Checked against the version that answered: without one in the URL, the serving version
+    # is only known (race-free, a retrain may swap it) once it has answered.
+    if request.model_version is not None and request.model_version != str(record.version):
+        named = "the serving version" if version is None else "version"
+        raise bad(
+            f"model_version {_shown(request.model_version)} in the body does not agree with "
+            f"the URL, which names {named} {str(record.version)!r}"
+        )
     if not as_binary:
         return Answer(
             json_bytes(inference_response(request, probabilities, record.version, datatype))
         )
     data, header_length = binary_response(request, probabilities, record.version, datatype)
     return Answer(data, BINARY_CONTENT_TYPE, ((HEADER_LENGTH, str(header_length)),))
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    """``value`` quoted, cut to ``limit`` characters: an error echoes the start of a long value."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
 
 
 def error_answer(error: ServiceError) -> tuple[int, Answer]:

@@ -33,7 +33,9 @@ TensorData = Annotated[
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, as KServe's, MLServer's and Triton's servers ignore them
+    # (docs/v2.md): the protocol's clients add their own (KServe's SDK sends model_name).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class RequestInput(_Request):
@@ -64,6 +66,12 @@ class RequestOutput(_Request):
 
 class InferenceRequest(_Request):
     id: str | None = Field(None, description="Echoed back in the response.")
+    model_name: str | None = Field(
+        None, description="Not in the protocol's schema; KServe's SDK sends it. Must be the URL's."
+    )
+    model_version: str | None = Field(
+        None, description="If sent, the version that answers: the URL's, else the serving one."
+    )
     parameters: Parameters | None = Field(
         None, description='{"binary_data_output": true}: every output as binary data.'
     )
