@@ -35,6 +35,7 @@ CEILING_S = 3.0  # CPU seconds one 4 MiB request may cost, whatever it holds
 NOISE_FLOOR_S = 0.002  # below this a ratio says nothing: the small body counts as this much
 
 # Each endpoint's body with a hole (%s) for a JSON value; none of them can promote a model.
+# A key is the path, or the path and a word on where the hole is (_url takes the path).
 ENDPOINTS: dict[str, tuple[bytes, dict[str, str]]] = {
     "/predict": (b'{"inputs": %s}', JSON),
     "/evaluate": (b'{"targets": [1], "inputs": %s}', JSON),
@@ -44,7 +45,17 @@ ENDPOINTS: dict[str, tuple[bytes, dict[str, str]]] = {
         b'{"inputs": [{"name": "input0", "shape": [1, 3], "datatype": "FP64", "data": %s}]}',
         JSON,
     ),
+    # V2 ignores fields it does not know (docs/v2.md): read, never kept, at the same cost.
+    "/v2/models/neuron/infer (unknown field)": (
+        b'{"inputs": [{"name": "input0", "shape": [1, 3], "datatype": "FP64", "data": [1, 0, 0]}],'
+        b' "x": %s}',
+        JSON,
+    ),
 }
+
+
+def _url(server: Gunicorn, endpoint: str) -> str:
+    return server.url + endpoint.partition(" ")[0]
 
 
 def _fill(unit: Callable[[int], bytes], size: int, head: bytes, tail: bytes, sep: bytes) -> bytes:
@@ -125,7 +136,7 @@ def _cost(server: Gunicorn, path: str, body: bytes) -> tuple[float, float, int]:
     with requests.Session() as session:
         for _ in range(TRIES):
             before, started = _cpu_seconds(pid), time.perf_counter()
-            response = session.post(f"{server.url}{path}", data=body, headers=headers, timeout=60)
+            response = session.post(_url(server, path), data=body, headers=headers, timeout=60)
             wall = min(wall, time.perf_counter() - started)
             cpu = min(cpu, _cpu_seconds(pid) - before)
             status = response.status_code

@@ -226,6 +226,12 @@ OIP_CASES = [
     ("shape of strings", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b'["1", "3"]'), 400),
     ("shape of floats", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b"[1.0, 3.0]"), 400),
     ("shape with a boolean", _oip(b"[1, 0, 0]").replace(b"[1, 3]", b"[true, 3]"), 400),
+    ("KServe SDK's body: id and model_name", _oip(b"[1, 0, 0]", extra=b', "id": "3f2a", "model_name": "neuron"'), 200),
+    ("model_name of another model", _oip(b"[1, 0, 0]", extra=b', "model_name": "iris"'), 400),
+    ("model_name of 10,000 characters", _oip(b"[1, 0, 0]", extra=b', "model_name": "' + b"n" * 10_000 + b'"'), 400),
+    ("model_version of no version", _oip(b"[1, 0, 0]", extra=b', "model_version": "9"'), 400),
+    ("model_version a number", _oip(b"[1, 0, 0]", extra=b', "model_version": 1'), 400),
+    ("unknown fields, top and tensor", _oip(b'[1, 0, 0], "hint": {"a": [1]}', extra=b', "priority": [1, {"b": null}]'), 200),
     ("body is null", b"null", 400),
     ("body is a list", b"[]", 400),
 ]  # fmt: skip
