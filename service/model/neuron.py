@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -89,28 +90,52 @@ class Scaling:
         return scaled
 
 
+class Layer(Protocol):
+    """What may stand between the (scaled) inputs and the neuron: hidden.HiddenLayer."""
+
+    @property
+    def n_inputs(self) -> int: ...
+    @property
+    def units(self) -> int: ...
+    def __call__(self, inputs: Matrix) -> Matrix: ...
+
+
 @dataclass(frozen=True)
 class Neuron:
-    """[standardize ->] n inputs -> weighted sum -> sigmoid. Call it with a (rows, n) matrix."""
+    """[standardize ->] [hidden layer ->] weighted sum [+ bias] -> sigmoid.
 
-    weights: Matrix  # shape (n, 1)
+    Call it with a (rows, n_inputs) matrix of raw rows. The article's neuron is the bare
+    one: weights only, no bias, no scaling, no hidden layer.
+    """
+
+    weights: Matrix  # shape (features, 1): a weight per input, or per hidden unit
     scaling: Scaling | None = None  # applied to raw rows first, when the model was trained so
+    bias: float | None = None  # the intercept; None: none (the article's neuron has none)
+    hidden: Layer | None = None  # fixed, in front of the weights: only the weights were trained
 
     @property
     def n_inputs(self) -> int:
+        if self.hidden is not None:
+            return self.hidden.n_inputs
         return int(self.weights.shape[0])
 
     def __call__(self, inputs: Matrix) -> Matrix:
         """Probabilities of raw rows, shape (rows,)."""
         if self.scaling is not None:
             inputs = self.scaling.apply(inputs)
+        if self.hidden is not None:
+            inputs = self.hidden(inputs)
         z = inputs @ self.weights
+        if self.bias is not None:
+            z += self.bias
         if len(z) <= _FEW_ROWS:
             sums = z[:, 0].tolist()
             if all(map(math.isfinite, sums)):
                 return np.array([_sigmoid_one(s) for s in sums], dtype=np.float64)
         if not np.isfinite(z).all():
-            z = _rescued(inputs, self.weights, z)
+            z = finite_sums(inputs, self.weights, inputs @ self.weights)
+            if self.bias is not None:
+                z += self.bias
         return sigmoid(z)[:, 0]
 
     @classmethod
@@ -120,21 +145,22 @@ class Neuron:
         return cls(2 * rng.random_sample((n_inputs, 1)) - 1)
 
 
-def _rescued(inputs: Matrix, weights: Matrix, z: Matrix) -> Matrix:
-    """z for rows whose weighted sum overflowed (inf - inf is nan): computed on scaled values.
+def finite_sums(inputs: Matrix, weights: Matrix, sums: Matrix) -> Matrix:
+    """inputs @ weights (``sums``), again for rows whose sums overflowed (inf - inf is nan).
 
-    Each factor is scaled into [-1, 1] first, so the sum is finite and keeps its sign; scaled
-    back it is finite, or ±inf, which sigmoid's clipping turns into 0 or 1.
+    Each factor is scaled into [-1, 1] first, so a sum is finite and keeps its sign; scaled
+    back it is finite, or ±inf, which sigmoid's clipping (or tanh) turns into its limits.
     """
-    bad = ~np.isfinite(z[:, 0])
+    bad = ~np.isfinite(sums).all(axis=1)
     rows = inputs[bad]
     row_scale = np.abs(rows).max(axis=1, keepdims=True)
-    weight_scale = np.abs(weights).max()
+    row_scale[row_scale == 0] = 1.0
+    weight_scale = np.abs(weights).max() or 1.0
     with np.errstate(over="ignore"):
         rescued = ((rows / row_scale) @ (weights / weight_scale)) * row_scale * weight_scale
-    z = z.copy()
-    z[bad] = rescued
-    return z
+    sums = sums.copy()
+    sums[bad] = rescued
+    return sums
 
 
 @dataclass(frozen=True)
@@ -159,10 +185,27 @@ def mse(outputs: Matrix, targets: Matrix) -> float:
     return float(np.mean((targets - outputs) ** 2))
 
 
-def step(weights: Matrix, inputs: Matrix, targets: Matrix, learning_rate: float) -> Matrix:
-    """One update of the article: w + lr * X.T @ (error * sigmoid'(out)); returns new weights."""
+def step(
+    weights: Matrix,
+    inputs: Matrix,
+    targets: Matrix,
+    learning_rate: float,
+    l2: float = 0.0,
+    penalized: Matrix | None = None,
+) -> Matrix:
+    """One update of the article: w + lr * X.T @ (error * sigmoid'(out)); returns new weights.
+
+    With ``l2`` the weights ``penalized`` marks with 1 (not the bias) are then divided by
+    1 + lr * l2: the implicit (proximal) step of the penalty l2/2 |w|^2. Its fixed points are
+    those of plain gradient descent on 1/2 sum((t - out)^2) + l2/2 |w|^2, but unlike the
+    explicit step (w - lr * l2 * w) it cannot diverge however large lr * l2 is.
+    """
     outputs = sigmoid(inputs @ weights)
-    return weights + learning_rate * (inputs.T @ ((targets - outputs) * outputs * (1 - outputs)))
+    moved = weights + learning_rate * (inputs.T @ ((targets - outputs) * outputs * (1 - outputs)))
+    if not l2:
+        return moved
+    shrink = 1.0 + learning_rate * l2 * (1.0 if penalized is None else penalized)
+    return moved / shrink
 
 
 def is_saturated(outputs: Matrix, targets: Matrix) -> bool:
@@ -181,30 +224,43 @@ def train(
     tolerance: float | None = None,
     budget_seconds: float | None = None,
     standardize: bool = False,
+    intercept: bool = False,
+    l2: float = 0.0,
+    hidden: Layer | None = None,
 ) -> TrainingResult:
     """Train a fresh neuron on (rows, n) inputs and (rows, 1) targets, as the article does.
 
     ``standardize`` fits a Scaling on the rows, trains on the scaled rows and keeps the
-    scaling in the neuron, which then takes raw rows. Stops early when the mean squared error
-    falls below ``tolerance``; raises TrainingTimeout when ``budget_seconds`` are spent.
+    scaling in the neuron, which then takes raw rows. ``hidden`` (fixed) turns the scaled
+    rows into the features the neuron is trained on. ``intercept`` adds a bias: a weight on
+    a constant input of 1, drawn after the others. ``l2`` penalizes the weights, not the bias.
+    Stops early when the mean squared error falls below ``tolerance``; raises
+    TrainingTimeout when ``budget_seconds`` are spent. The defaults are the article's.
     """
     scaling = Scaling.fit(inputs) if standardize else None
     if scaling is not None:
         inputs = scaling.apply(inputs)
+    if hidden is not None:
+        inputs = hidden(inputs)
+    if intercept:
+        inputs = np.hstack([inputs, np.ones((len(inputs), 1))])
     weights = Neuron.random(inputs.shape[1], seed).weights.copy()
+    penalized = np.ones_like(weights)
+    penalized[-1] = 0.0 if intercept else 1.0
     initial_loss = mse(sigmoid(inputs @ weights), targets)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     done = 0
     while done < iterations:
-        weights = step(weights, inputs, targets, learning_rate)
+        weights = step(weights, inputs, targets, learning_rate, l2, penalized)
         done += 1
         if tolerance is not None and mse(sigmoid(inputs @ weights), targets) < tolerance:
             break
         if deadline is not None and done % _CHECK_CLOCK_EVERY == 0 and time.monotonic() > deadline:
             raise TrainingTimeout(done, budget_seconds or 0.0)
     outputs = sigmoid(inputs @ weights)
+    bias = float(weights[-1, 0]) if intercept else None
     return TrainingResult(
-        neuron=Neuron(weights, scaling),
+        neuron=Neuron(weights[:-1] if intercept else weights, scaling, bias, hidden),
         initial_loss=initial_loss,
         loss=mse(outputs, targets),
         iterations=done,
