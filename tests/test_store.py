@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from service.errors import CorruptModel, InsufficientStorage, NotFound, StorageUnavailable
+from service.model.hidden import HiddenLayer
 from service.model.neuron import Neuron, Scaling
 from service.store import ModelStore, Validation, canonical, data_digest, decode
 
@@ -258,3 +259,91 @@ def test_scaling_or_names_of_the_wrong_length_are_never_written(store: ModelStor
     with pytest.raises(ValueError, match="feature_names do not match"):
         store.save(neuron(1.0, 2.0), metadata(), ["only-one"])
     assert store.versions() == []
+
+
+# -- the intercept and the hidden layer -------------------------------------------------------
+
+DOCUMENTS_V1 = Path(__file__).parent / "data" / "documents-v1"
+
+
+def hidden_neuron() -> Neuron:
+    layer = HiddenLayer.draw(2, 3, seed=5)
+    return Neuron(np.array([[0.5], [-2.0], [1.25]]), scaled_neuron().scaling, -0.75, layer)
+
+
+def test_bias_and_hidden_layer_round_trip_as_stored_not_drawn_again(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = hidden_neuron()
+    saved = store.save(original, metadata(l2=0.3, refit=True))
+    # A load must never draw the layer again: a numpy release could draw it otherwise.
+    monkeypatch.setattr(HiddenLayer, "draw", None)
+    monkeypatch.setattr(np.random, "RandomState", None)
+    loaded = store.read(saved.version).neuron
+    assert loaded.bias == -0.75 and isinstance(loaded.hidden, HiddenLayer)
+    assert loaded.hidden.weights.tobytes() == original.hidden.weights.tobytes()  # type: ignore[union-attr]
+    assert loaded.hidden.biases.tobytes() == original.hidden.biases.tobytes()  # type: ignore[union-attr]
+    rows = np.array([[1300.0, 0.0], [700.0, 0.5], [1.0, 1.0]])
+    assert loaded(rows).tobytes() == original(rows).tobytes()
+    document = store.read(saved.version).document
+    assert document.training.l2 == 0.3 and document.training.refit is True
+    assert document.hidden is not None and (document.hidden.units, document.hidden.seed) == (3, 5)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"bias": -0.75', b'"bias": -0.5'),
+        (b'"seed": 5', b'"seed": 6'),
+        (b"-0.9092324048562419", b"0.9092324048562419"),  # the layer's first bias
+        (b"1.118983128973894", b"1.118983128973895"),  # its last weight
+        (b'"l2": 0.3', b'"l2": 0.0'),
+    ],
+)
+def test_checksum_covers_the_bias_and_the_hidden_layer(
+    store: ModelStore, old: bytes, new: bytes
+) -> None:
+    raw = store.path(store.save(hidden_neuron(), metadata(l2=0.3)).version).read_bytes()
+    assert old in raw
+    with pytest.raises(CorruptModel, match="checksum"):
+        decode(raw.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("change", "defect"),
+    [
+        ({"n_inputs": 3}, "hidden.weights do not match n_inputs"),
+        ({"weights": [1.0, 2.0]}, "weights do not match hidden.units"),
+        ({"hidden": {"biases": [0.0]}}, "hidden.biases do not match hidden.units"),
+        ({"hidden": {"units": 4}}, "hidden.weights rows do not match hidden.units"),
+        ({"bias": None, "hidden": {"activation": "relu"}}, "unreadable"),
+    ],
+)
+def test_a_hidden_layer_of_the_wrong_shape_is_refused(
+    store: ModelStore, change: dict, defect: str
+) -> None:
+    payload = json.loads(store.path(store.save(hidden_neuron(), metadata()).version).read_bytes())
+    del payload["checksum"]
+    for key, value in change.items():
+        if isinstance(value, dict):
+            payload[key] |= value
+        else:
+            payload[key] = value
+    payload["checksum"] = {
+        "algorithm": "sha256",
+        "value": hashlib.sha256(canonical(payload)).hexdigest(),
+    }
+    with pytest.raises(CorruptModel, match=defect):
+        decode(json.dumps(payload, sort_keys=True, indent=2).encode() + b"\n")
+
+
+def test_documents_written_before_the_intercept_load_and_predict_as_they_did() -> None:
+    """Kept bytes of documents main wrote before this change, with the answers it gave."""
+    expected = json.loads((DOCUMENTS_V1 / "predictions.json").read_text())
+    assert len(expected["cases"]) == 2
+    for case in expected["cases"]:
+        record = decode((DOCUMENTS_V1 / case["document"]).read_bytes())
+        assert record.document.bias is None and record.document.hidden is None
+        assert record.document.training.l2 == 0.0 and record.document.training.refit is False
+        predicted = record.neuron(np.array(case["inputs"], dtype=float))
+        assert predicted.tolist() == case["predictions"]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -20,7 +21,7 @@ from service.store.postgres import SCHEMA_VERSION, WRITERS_LOCK, PostgresStore
 
 from .integration.server import ROOT
 from .pg import PostgresCluster
-from .test_store import metadata, neuron
+from .test_store import hidden_neuron, metadata, neuron
 
 
 @pytest.fixture
@@ -258,3 +259,20 @@ def test_a_writer_waits_for_the_lock_a_bounded_time_then_answers_503(pg_url: str
         waited = time.monotonic() - started
     assert 0.4 < waited < 3 and "busy" in busy.value.message
     assert store.save(neuron(3.0), metadata()).version == 2  # released: writes go on
+
+
+def test_a_model_with_bias_and_hidden_layer_is_served_alike_by_another_replica(
+    pg_url: str, stores
+) -> None:
+    writer = open_store(stores, pg_url, watch=False)
+    reader = open_store(stores, pg_url)
+    current = CurrentModel(reader)
+    writer.save(neuron(1.0, 2.0), metadata())
+    wait_for(lambda: current.get().version == 1)
+    original = hidden_neuron()
+    writer.save(original, metadata(l2=0.3, refit=True))
+    wait_for(lambda: current.get().version == 2, timeout=1.0)
+    served = current.get()
+    assert served.document.bias == -0.75 and served.document.hidden is not None
+    rows = np.array([[1300.0, 0.0], [700.0, 0.5], [1.0, 1.0]])
+    assert served.neuron(rows).tobytes() == original(rows).tobytes()

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import CorruptModel
+from ..model.hidden import HiddenLayer
 from ..model.neuron import Neuron, Scaling
 
 FORMAT = "neuron-model"
@@ -43,6 +44,52 @@ class StoredScaling(BaseModel):
         if not all(value > 0 for value in values):
             raise ValueError("every scale must be positive")
         return values
+
+
+class StoredHidden(BaseModel):
+    """A fixed random hidden layer: tanh(x @ weights + biases), as drawn, never drawn again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    units: int = Field(ge=1)
+    activation: Literal["tanh"]
+    seed: int = Field(ge=0, description="The seed it was drawn with (to say where it came from).")
+    weights: list[list[float]] = Field(description="n_inputs rows of `units` weights.")
+    biases: list[float] = Field(description="One per unit.")
+
+    @field_validator("weights")
+    @classmethod
+    def _finite_rows(cls, rows: list[list[float]]) -> list[list[float]]:
+        for row in rows:
+            _all_finite(row)
+        return rows
+
+    @field_validator("biases")
+    @classmethod
+    def _finite(cls, values: list[float]) -> list[float]:
+        return _all_finite(values)
+
+    def shape_errors(self, n_inputs: int) -> list[str]:
+        errors = [] if len(self.weights) == n_inputs else ["hidden.weights do not match n_inputs"]
+        if any(len(row) != self.units for row in self.weights):
+            errors.append("hidden.weights rows do not match hidden.units")
+        if len(self.biases) != self.units:
+            errors.append("hidden.biases do not match hidden.units")
+        return errors
+
+    def layer(self) -> HiddenLayer:
+        weights = np.array(self.weights, dtype=np.float64).reshape(-1, self.units)
+        return HiddenLayer(weights, np.array(self.biases, dtype=np.float64), "tanh", self.seed)
+
+    @classmethod
+    def of(cls, layer: HiddenLayer) -> StoredHidden:
+        return cls(
+            units=layer.units,
+            activation=layer.activation,
+            seed=layer.seed,
+            weights=layer.weights.tolist(),
+            biases=layer.biases.tolist(),
+        )
 
 
 class Validation(BaseModel):
@@ -81,6 +128,10 @@ class TrainingMetadata(BaseModel):
     )
     validation_fraction: float = Field(0.0, ge=0, lt=1, description="Share of rows held out.")
     validation: Validation | None = Field(None, description="Held-out scores; null without one.")
+    l2: float = Field(0.0, ge=0, description="The L2 penalty on the weights (not the bias).")
+    refit: bool = Field(
+        False, description="Trained again on every row (held-out ones too) after validation."
+    )
 
 
 class ModelDocument(BaseModel):
@@ -96,6 +147,9 @@ class ModelDocument(BaseModel):
     training: TrainingMetadata
     scaling: StoredScaling | None = None  # optional: documents before standardization load
     feature_names: list[str] | None = None
+    # Optional too: documents written before the intercept and the hidden layer load as before.
+    bias: float | None = Field(None, allow_inf_nan=False, description="The intercept, if any.")
+    hidden: StoredHidden | None = None
 
     @field_validator("weights")
     @classmethod
@@ -103,8 +157,14 @@ class ModelDocument(BaseModel):
         return _all_finite(weights)
 
     def shape_errors(self) -> list[str]:
-        """What does not fit n_inputs: weights, scaling, feature names."""
-        sizes = {"weights": len(self.weights)}
+        """What does not fit n_inputs: weights, scaling, feature names, the hidden layer."""
+        if self.hidden is not None:
+            errors = self.hidden.shape_errors(self.n_inputs)
+            if len(self.weights) != self.hidden.units:
+                errors.append("weights do not match hidden.units")
+            sizes = {}
+        else:
+            errors, sizes = [], {"weights": len(self.weights)}
         if self.scaling is not None:
             sizes |= {
                 "scaling.mean": len(self.scaling.mean),
@@ -112,16 +172,17 @@ class ModelDocument(BaseModel):
             }
         if self.feature_names is not None:
             sizes["feature_names"] = len(self.feature_names)
-        return [
+        return errors + [
             f"{name} do not match n_inputs" for name, size in sizes.items() if size != self.n_inputs
         ]
 
     def neuron(self) -> Neuron:
         weights = np.array(self.weights, dtype=np.float64).reshape(-1, 1)
-        if self.scaling is None:
-            return Neuron(weights)
-        scaling = Scaling(np.array(self.scaling.mean), np.array(self.scaling.scale))
-        return Neuron(weights, scaling)
+        scaling = None
+        if self.scaling is not None:
+            scaling = Scaling(np.array(self.scaling.mean), np.array(self.scaling.scale))
+        hidden = None if self.hidden is None else self.hidden.layer()
+        return Neuron(weights, scaling, self.bias, hidden)
 
 
 @dataclass(frozen=True)
@@ -155,10 +216,20 @@ def new_document(
         if scaling is None
         else StoredScaling(mean=scaling.mean.tolist(), scale=scaling.scale.tolist()),
         feature_names=feature_names,
+        bias=neuron.bias,
+        hidden=_stored_hidden(neuron),
     )
     if document.shape_errors():  # a caller's bug: never write what decode() would refuse
         raise ValueError("; ".join(document.shape_errors()))
     return document
+
+
+def _stored_hidden(neuron: Neuron) -> StoredHidden | None:
+    if neuron.hidden is None:
+        return None
+    if not isinstance(neuron.hidden, HiddenLayer):  # a caller's bug, like a shape error
+        raise TypeError(f"cannot store a hidden layer of type {type(neuron.hidden).__name__}")
+    return StoredHidden.of(neuron.hidden)
 
 
 def data_digest(inputs: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]) -> str:
