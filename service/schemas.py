@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .model.policy import STEP_PER_ROW
 from .model.tabular import MAX_NAME_LENGTH
 from .store import StoredScaling, TrainingMetadata, Validation
 
@@ -136,11 +137,56 @@ class EvaluateResponse(BaseModel):
     model_version: int
 
 
+DEFAULT_L2 = 0.3  # chosen by measurement on scikit-learn's data sets (docs/training.md)
+
+
+class HiddenRequest(Request):
+    """A fixed random hidden layer in front of the neuron: only the neuron is trained."""
+
+    units: int = Field(
+        ge=1,
+        description="Hidden units. At most NEURON_MAX_HIDDEN_UNITS, and units x features at "
+        "most NEURON_MAX_HIDDEN_WEIGHTS.",
+    )
+    activation: Literal["tanh"] = Field("tanh", description="The units' activation.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Seed of the layer's draw; default: seed."
+    )
+
+
 class RetrainRequest(Request):
     inputs: Matrix | None = Field(None, description="Training rows; omit for the classic set.")
     targets: Targets | None = Field(None, description="Labels in [0, 1], one per row.")
     iterations: int = Field(10_000, ge=1, description="Training iterations.")
-    learning_rate: float = Field(1.0, gt=0, le=1_000, allow_inf_nan=False)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1_000,
+        allow_inf_nan=False,
+        description=f"Step of the article's rule. Default: {STEP_PER_ROW:g} / training rows "
+        "(the article's 1.0 on its four rows), so a step weighs the same for any row count.",
+    )
+    intercept: bool = Field(
+        True,
+        description="Learn a bias (a weight on a constant input of 1 that clients never send). "
+        "The article's neuron has none: its rows carry a column of ones instead.",
+    )
+    l2: float = Field(
+        DEFAULT_L2,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="L2 penalty on the weights (not the bias); 0 turns it off. It plays the "
+        "part of 1 / C in scikit-learn's LogisticRegression (docs/training.md).",
+    )
+    hidden: HiddenRequest | None = Field(
+        None, description='A fixed random hidden layer, e.g. {"units": 64}; null for none.'
+    )
+    refit: bool = Field(
+        True,
+        description="Once the held-out rows have scored the model, train it again on every "
+        "row and serve that one (the scores stay those of the validated run).",
+    )
     seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the legacy RandomState.")
     tolerance: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="Stop early once the MSE is below this."
@@ -206,17 +252,35 @@ def retrain_settings(query: dict[str, list[str]]) -> RetrainRequest:
     ]
     if details:
         raise ValidationFailed("the query is invalid", details)
-    settings = {k: v[0] for k, v in query.items() if k != CSV_TARGET_PARAMETER}
+    settings: dict[str, Any] = {}
+    for name, values in query.items():
+        if name.startswith(HIDDEN_PREFIX):  # hidden_units=64 is {"hidden": {"units": 64}}
+            settings.setdefault("hidden", {})[name.removeprefix(HIDDEN_PREFIX)] = values[0]
+        elif name != CSV_TARGET_PARAMETER:
+            settings[name] = values[0]
     try:
         return RetrainRequest.model_validate(settings, strict=False)
     except ValidationError as exc:
         raise ValidationFailed(
             "the query is invalid",
             [
-                {"loc": ["query", *e["loc"]], "msg": e["msg"].removeprefix("Value error, ")}
+                {
+                    "loc": ["query", *_query_loc(e["loc"])],
+                    "msg": e["msg"].removeprefix("Value error, "),
+                }
                 for e in exc.errors(include_url=False, include_input=False)
             ],
         ) from None
+
+
+HIDDEN_PREFIX = "hidden_"
+
+
+def _query_loc(loc: tuple[str | int, ...]) -> list[str | int]:
+    """A query parameter's name for an error's loc: ("hidden", "units") is hidden_units."""
+    if len(loc) >= 2 and loc[0] == "hidden":
+        return [f"{HIDDEN_PREFIX}{loc[1]}", *loc[2:]]
+    return list(loc)
 
 
 class Champion(BaseModel):
@@ -250,6 +314,14 @@ class RollbackRequest(Request):
     version: int = Field(ge=1, description="A kept version to serve again, as a new version.")
 
 
+class HiddenInfo(BaseModel):
+    """The stored hidden layer, without its weights."""
+
+    units: int
+    activation: str
+    seed: int
+
+
 class ModelInfo(BaseModel):
     version: int
     n_inputs: int
@@ -259,6 +331,10 @@ class ModelInfo(BaseModel):
         description="Standardization applied to raw rows before the weights; null for none."
     )
     feature_names: list[str] | None
+    bias: float | None = Field(description="The intercept; null for none (the article's).")
+    hidden: HiddenInfo | None = Field(
+        description="The fixed hidden layer in front of the weights; null for none."
+    )
     kept_versions: list[int]
 
 

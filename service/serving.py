@@ -27,6 +27,8 @@ from .schemas import (
     Champion,
     EvaluateRequest,
     EvaluateResponse,
+    HiddenInfo,
+    HiddenRequest,
     ModelInfo,
     PredictRequest,
     PredictResponse,
@@ -39,6 +41,8 @@ from .store import ModelRecord, TrainingMetadata, Validation, data_digest, open_
 from .store.current import CurrentModel
 
 log = logging.getLogger("neuron.serving")
+# The start-up model: the article's neuron and loop, its figure to the last digit.
+ARTICLE = RetrainRequest(intercept=False, l2=0.0, learning_rate=1.0)
 
 
 class ModelServer:
@@ -79,10 +83,9 @@ class ModelServer:
             if record is None:
                 log.info("no valid model stored: training the defaults")
                 data = classic_training_set()
-                defaults = RetrainRequest()
-                candidate = policy.fit(*data, defaults, budget_seconds=None)
+                candidate = policy.fit(*data, ARTICLE, budget_seconds=None)
                 record = self.store.save_locked(
-                    candidate.neuron, _metadata("default", data, candidate, defaults)
+                    candidate.neuron, _metadata("default", data, candidate, ARTICLE)
                 )
         return record
 
@@ -154,6 +157,14 @@ class ModelServer:
             training=document.training,
             scaling=document.scaling,
             feature_names=document.feature_names,
+            bias=document.bias,
+            hidden=None
+            if document.hidden is None
+            else HiddenInfo(
+                units=document.hidden.units,
+                activation=document.hidden.activation,
+                seed=document.hidden.seed,
+            ),
             kept_versions=self.store.versions(),
         )
 
@@ -162,7 +173,7 @@ class ModelServer:
     def retrain(self, request: RetrainRequest) -> RetrainResponse:
         """Train without holding the lock; save (locked) only a model worth serving."""
         data = _training_data(request)
-        self._check_limits(data[0], request.iterations)
+        self._check_limits(data[0], request)
         try:
             candidate = policy.fit(*data, request, self.settings.training_budget_seconds)
         except TrainingRejected:
@@ -209,9 +220,9 @@ class ModelServer:
         self.model.set(record)
         return self.info()
 
-    def _check_limits(self, inputs: Matrix, iterations: int) -> None:
+    def _check_limits(self, inputs: Matrix, request: RetrainRequest) -> None:
         rows, width = inputs.shape
-        limits = self.settings
+        limits, iterations = self.settings, request.iterations
         if rows > limits.max_train_rows:
             raise PayloadTooLarge(f"at most {limits.max_train_rows} training rows are allowed")
         if width > limits.max_inputs:
@@ -224,12 +235,32 @@ class ModelServer:
                 ["iterations"],
                 f"at most {limits.max_iterations} iterations are allowed",
             )
-        if rows * width * iterations > limits.max_training_work:
+        trained = width if request.hidden is None else self._hidden_width(width, request.hidden)
+        if rows * (trained + request.intercept) * iterations > limits.max_training_work:
             raise validation_error(
                 "training too large",
                 ["iterations"],
-                f"rows x inputs x iterations must stay under {limits.max_training_work}",
+                f"rows x trained weights x iterations must stay under {limits.max_training_work}"
+                " (the trained weights: one per input, or per hidden unit, and the bias)",
             )
+
+    def _hidden_width(self, width: int, hidden: HiddenRequest) -> int:
+        """The hidden layer's units, within the limits on its size."""
+        limits = self.settings
+        if hidden.units > limits.max_hidden_units:
+            raise validation_error(
+                "hidden layer too large",
+                ["hidden", "units"],
+                f"at most {limits.max_hidden_units} hidden units are allowed",
+            )
+        if hidden.units * width > limits.max_hidden_weights:
+            raise validation_error(
+                "hidden layer too large",
+                ["hidden", "units"],
+                f"units x features must stay under {limits.max_hidden_weights}: "
+                f"{hidden.units} x {width} is {hidden.units * width}",
+            )
+        return hidden.units
 
 
 def _checked_width(inputs: Matrix, record: ModelRecord) -> Matrix:
@@ -260,7 +291,7 @@ def _metadata(
         source=source,
         seed=options.seed,
         iterations=result.iterations,
-        learning_rate=options.learning_rate,
+        learning_rate=candidate.learning_rate,
         loss=result.loss,
         initial_loss=result.initial_loss,
         rows=scores.rows,
@@ -271,6 +302,8 @@ def _metadata(
         baseline_accuracy=scores.baseline_accuracy,
         validation_fraction=candidate.fraction,
         validation=None if held is None else Validation(**asdict(held)),
+        l2=options.l2,
+        refit=candidate.refit,
     )
 
 

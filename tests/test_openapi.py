@@ -164,8 +164,14 @@ def test_retrain_documents_the_csv_body_and_its_query_parameters() -> None:
     assert content["text/csv"]["schema"]["type"] == "string"
     query = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
     body = document()["components"]["schemas"]["RetrainRequest"]["properties"]
-    # every setting of the JSON body, the target column, and none of the data fields
-    assert set(query) == set(body) - {"inputs", "targets", "feature_names"} | {"target"}
+    # every setting of the JSON body, the target column, and none of the data fields; the
+    # hidden layer's settings flattened (hidden_units=64 is {"hidden": {"units": 64}})
+    hidden = document()["components"]["schemas"]["HiddenRequest"]["properties"]
+    assert set(query) == set(body) - {"inputs", "targets", "feature_names", "hidden"} | {
+        "target"
+    } | {f"hidden_{name}" for name in hidden}
+    assert query["hidden_units"] == {"type": "integer", "minimum": 1}
+    assert query["hidden_activation"] == {"const": "tanh", "type": "string"}
     assert query["standardize"]["type"] == "boolean"
     assert query["validation_fraction"] == {"type": "number", "minimum": 0, "maximum": 0.5}
     assert query["promote"]["enum"] == ["always", "if_better"]

@@ -14,14 +14,26 @@ from service.model.neuron import Neuron, classic_training_set, train
 
 
 @dataclass(frozen=True)
+class Hidden:
+    units: int
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class Options:
+    """The article's settings and no refit (RetrainRequest's defaults differ: see the API)."""
+
     iterations: int = 10_000
-    learning_rate: float = 1.0
+    learning_rate: float | None = 1.0
     seed: int = 1
     tolerance: float | None = None
     standardize: bool = False
     validation_fraction: float | None = None
     promote: Literal["always", "if_better"] = "always"
+    intercept: bool = False
+    l2: float = 0.0
+    hidden: Hidden | None = None
+    refit: bool = False
 
 
 def _blobs(rows: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -138,8 +138,18 @@ _CSV_DATA_FIELDS = ("inputs", "targets", "feature_names")
 
 
 def _csv_parameters(request: type[BaseModel]) -> list[dict[str, Any]]:
-    """The query parameters of a text/csv body: the target column, then the JSON settings."""
-    properties = request.model_json_schema()["properties"]
+    """The query parameters of a text/csv body: the target column, then the JSON settings.
+
+    A nested setting is flattened: hidden's units is the parameter hidden_units.
+    """
+    document = request.model_json_schema()
+    fields: list[tuple[str, dict[str, Any]]] = []
+    for name, schema in document["properties"].items():
+        nested = _nested(schema, document.get("$defs", {}))
+        if nested is None:
+            fields.append((name, schema))
+        else:
+            fields += [(f"{name}_{sub}", sub_schema) for sub, sub_schema in nested.items()]
     target = {
         "name": CSV_TARGET_PARAMETER,
         "in": "query",
@@ -155,9 +165,19 @@ def _csv_parameters(request: type[BaseModel]) -> list[dict[str, Any]]:
             "description": f"text/csv only: {schema.get('description', name)}",
             "schema": _query_schema(schema),
         }
-        for name, schema in properties.items()
+        for name, schema in fields
         if name not in _CSV_DATA_FIELDS
     ]
+
+
+def _nested(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
+    """The properties of the model a field holds (or null), else None."""
+    for choice in [schema, *schema.get("anyOf", ())]:
+        ref = choice.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            properties: dict[str, Any] = defs[ref.removeprefix("#/$defs/")]["properties"]
+            return properties
+    return None
 
 
 def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:

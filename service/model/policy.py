@@ -17,8 +17,20 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..errors import TrainingRejected, validation_error
+from .hidden import HiddenLayer
 from .neuron import Matrix, Neuron, TrainingResult, TrainingTimeout, train
 from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
+
+STEP_PER_ROW = 4.0  # the default learning rate over the rows: the article's 1.0 on its 4 rows
+
+
+class HiddenOptions(Protocol):
+    """The hidden layer a retrain asks for (a HiddenRequest)."""
+
+    @property
+    def units(self) -> int: ...
+    @property
+    def seed(self) -> int | None: ...
 
 
 class Options(Protocol):
@@ -27,7 +39,15 @@ class Options(Protocol):
     @property
     def iterations(self) -> int: ...
     @property
-    def learning_rate(self) -> float: ...
+    def learning_rate(self) -> float | None: ...
+    @property
+    def intercept(self) -> bool: ...
+    @property
+    def l2(self) -> float: ...
+    @property
+    def hidden(self) -> HiddenOptions | None: ...
+    @property
+    def refit(self) -> bool: ...
     @property
     def seed(self) -> int: ...
     @property
@@ -54,13 +74,15 @@ class Verdict:
 class Candidate:
     """A trained neuron with its scores, and the reasons (if any) not to serve it."""
 
-    result: TrainingResult
+    result: TrainingResult  # of the neuron to serve: the refit one, if refitted
     duration_seconds: float
-    scores: Scores  # on the training rows
-    held_out: Scores | None  # on the held-out rows, when some were held out
+    scores: Scores  # on the rows the served neuron trained on
+    held_out: Scores | None  # of the validated run on the held-out rows, when some were
     fraction: float  # of each class held out
     warnings: list[str]
     judged_on: tuple[Matrix, Matrix]  # the rows it is compared on: the held-out ones, else all
+    learning_rate: float  # the one the served neuron trained with
+    refit: bool = False  # trained again on every row once validation had scored it
 
     @property
     def neuron(self) -> Neuron:
@@ -100,37 +122,71 @@ class Candidate:
 def fit(
     inputs: Matrix, targets: Matrix, options: Options, budget_seconds: float | None
 ) -> Candidate:
-    """Hold out, train on the rest, score both; TrainingRejected if the budget runs out."""
+    """Hold out, train on the rest, score both, refit on all rows if asked.
+
+    TrainingRejected if the budget runs out (it covers both runs).
+    """
     fraction = _fraction(options, targets)
     split = _split(options, targets, fraction)
     fit_rows, held_rows = split if split else (slice(None), None)
+    hidden = _hidden(options, inputs.shape[1])
     started = time.monotonic()
-    result = _train(options, inputs[fit_rows], targets[fit_rows], budget_seconds)
-    duration = time.monotonic() - started
+    result = _train(options, inputs[fit_rows], targets[fit_rows], hidden, budget_seconds)
     majority = majority_class(targets[fit_rows])
     scores = score(result.neuron, inputs[fit_rows], targets[fit_rows], majority)
-    held = None
-    judged_on = (inputs, targets)
+    held, judged_on, rate = None, (inputs, targets), _rate(options, targets[fit_rows])
     if held_rows is not None:
         judged_on = (inputs[held_rows], targets[held_rows])
         held = score(result.neuron, *judged_on, majority)
-    warnings = _warnings(result, options, inputs) + _gate(held or scores, held is not None)
-    return Candidate(result, duration, scores, held, fraction, warnings, judged_on)
+    refit = held_rows is not None and options.refit
+    if refit:
+        spent = time.monotonic() - started
+        left = None if budget_seconds is None else max(budget_seconds - spent, 0.0)
+        result = _train(options, inputs, targets, hidden, left)
+        scores = score(result.neuron, inputs, targets, majority_class(targets))
+        rate = _rate(options, targets)
+    duration = time.monotonic() - started
+    warnings = _warnings(result, options, inputs, rate)
+    warnings += _gate(held or scores, held is not None, "" if warnings else _hint(options, inputs))
+    return Candidate(result, duration, scores, held, fraction, warnings, judged_on, rate, refit)
+
+
+def _rate(options: Options, targets: Matrix) -> float:
+    """The learning rate: the request's, else STEP_PER_ROW over the rows trained on."""
+    if options.learning_rate is not None:
+        return options.learning_rate
+    return STEP_PER_ROW / len(targets)
+
+
+def _hidden(options: Options, n_inputs: int) -> HiddenLayer | None:
+    """The hidden layer asked for, drawn once: the validated run and the refit share it."""
+    spec = options.hidden
+    if spec is None:
+        return None
+    seed = options.seed if spec.seed is None else spec.seed
+    return HiddenLayer.draw(n_inputs, spec.units, seed)
 
 
 def _train(
-    options: Options, inputs: Matrix, targets: Matrix, budget_seconds: float | None
+    options: Options,
+    inputs: Matrix,
+    targets: Matrix,
+    hidden: HiddenLayer | None,
+    budget_seconds: float | None,
 ) -> TrainingResult:
     try:
         return train(
             inputs,
             targets,
             iterations=options.iterations,
-            learning_rate=options.learning_rate,
+            learning_rate=_rate(options, targets),
             seed=options.seed,
             tolerance=options.tolerance,
             budget_seconds=budget_seconds,
             standardize=options.standardize,
+            intercept=options.intercept,
+            l2=options.l2,
+            hidden=hidden,
         )
     except TrainingTimeout as exc:
         raise TrainingRejected(
@@ -165,8 +221,8 @@ def _wide(inputs: Matrix) -> bool:
     return bool(np.abs(inputs).max() > 10 or (len(spans) and spans.max() > 100 * spans.min()))
 
 
-def _warnings(result: TrainingResult, options: Options, inputs: Matrix) -> list[str]:
-    fix = f"try a smaller learning_rate (e.g. {options.learning_rate / 100:g})"
+def _warnings(result: TrainingResult, options: Options, inputs: Matrix, rate: float) -> list[str]:
+    fix = f"try a smaller learning_rate (e.g. {rate / 100:g})"
     if not options.standardize and _wide(inputs):
         fix = (
             'the features run over very different or large scales: send "standardize": true '
@@ -185,7 +241,7 @@ def _warnings(result: TrainingResult, options: Options, inputs: Matrix) -> list[
     return []
 
 
-def _gate(scores: Scores, held_out: bool) -> list[str]:
+def _gate(scores: Scores, held_out: bool, hint: str) -> list[str]:
     """A model no more accurate than a constant answer is not worth serving."""
     if scores.accuracy > scores.baseline_accuracy:
         return []
@@ -193,7 +249,27 @@ def _gate(scores: Scores, held_out: bool) -> list[str]:
     return [
         f"Accuracy {scores.accuracy:.4g} on {rows} is not above the majority-class "
         f"baseline {scores.baseline_accuracy:.4g} (always answering the most frequent class)."
+        + hint
     ]
+
+
+# Below this many rows the default penalty can outweigh the data (docs/training.md).
+_FEW_ROWS_FOR_L2 = 50
+
+
+def _hint(options: Options, inputs: Matrix) -> str:
+    """What may fix a model that lost to the constant answer, when the settings suggest it."""
+    if not options.standardize and _wide(inputs):
+        return (
+            ' The features run over very different or large scales: send "standardize": true '
+            "(the model then scales every raw row itself)."
+        )
+    if options.l2 and len(inputs) < _FEW_ROWS_FOR_L2:
+        return (
+            f" With {len(inputs)} rows the l2 penalty ({options.l2:g}) may outweigh the data: "
+            'try "l2": 0.'
+        )
+    return ""
 
 
 def _beats(ours: Scores, theirs: Scores) -> bool:

@@ -36,6 +36,7 @@ from .schemas import (
     MODEL_NAME,
     InferenceRequest,
     ModelReady,
+    Parameters,
     ServerLive,
     ServerMetadata,
     ServerReady,
@@ -195,8 +196,15 @@ def server_ready() -> Response:
 @bp.get("/models/<model_name>")
 @bp.get("/models/<model_name>/versions/<model_version>")
 def model_metadata_endpoint(model_name: str, model_version: str | None = None) -> Response:
-    record = server().record(_version(model_name, model_version))
-    return json_response(model_metadata(record.document.n_inputs, server().store.versions()))
+    document = server().record(_version(model_name, model_version)).document
+    parameters: Parameters = {} if document.bias is None else {"bias": document.bias}
+    if document.hidden is not None:
+        parameters |= {
+            "hidden_units": document.hidden.units,
+            "hidden_activation": document.hidden.activation,
+        }
+    metadata = model_metadata(document.n_inputs, server().store.versions(), parameters)
+    return json_response(metadata.model_dump(exclude_none=True))
 
 
 @bp.get("/models/<model_name>/ready")

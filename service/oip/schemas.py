@@ -115,6 +115,11 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
+    parameters: Parameters | None = Field(
+        None,
+        description="What the tensors do not say: bias (the intercept), hidden_units and "
+        "hidden_activation (a fixed hidden layer). Absent for the article's bare neuron.",
+    )
 
 
 class ServerLive(BaseModel):
@@ -136,11 +141,14 @@ class OipErrorResponse(BaseModel):
     error: str
 
 
-def model_metadata(n_inputs: int, versions: list[int]) -> ModelMetadata:
+def model_metadata(
+    n_inputs: int, versions: list[int], parameters: Parameters | None = None
+) -> ModelMetadata:
     return ModelMetadata(
         name=MODEL_NAME,
         versions=[str(v) for v in versions],
         platform=PLATFORM,
         inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP64", shape=[-1, n_inputs])],
         outputs=[MetadataTensor(name=OUTPUT_NAME, datatype=DEFAULT_OUTPUT_DATATYPE, shape=[-1, 1])],
+        parameters=parameters or None,
     )

@@ -253,8 +253,8 @@ def test_haproxy_over_three_replicas_during_back_to_back_retrains_never_tears(
     finally:
         stop.set()
         balancer.stop()
-    weights = {v: r.neuron.weights for v, r in stored(pg_url).items()}
-    mismatched, unknown, worst = torn_answers(answers, weights)
+    models = {v: r.neuron for v, r in stored(pg_url).items()}
+    mismatched, unknown, worst = torn_answers(answers, models)
     versions = {version for version, _ in answers}
     record(
         load=f"haproxy over 3 instances; 4 client threads, {len(answers)} /predict in "
@@ -271,7 +271,7 @@ def test_haproxy_over_three_replicas_during_back_to_back_retrains_never_tears(
     assert retrained == list(range(2, 2 + len(retrained))) and len(retrained) >= 40
     assert mismatched == 0 and unknown == 0
     assert len(versions) >= len(retrained) // 2
-    assert not np.allclose(weights[2], weights[3])
+    assert not np.allclose(models[2].weights, models[3].weights)
 
 
 class Load:

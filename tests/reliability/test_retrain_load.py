@@ -33,24 +33,24 @@ CLIENTS = 4
 TOLERANCE = 1e-9
 
 
-def _stored_weights(model_dir: Path) -> dict[int, np.ndarray]:
+def _stored_models(model_dir: Path) -> dict[int, Neuron]:
     store = ModelStore(model_dir)
-    return {v: store.read(v).neuron.weights for v in store.versions()}
+    return {v: store.read(v).neuron for v in store.versions()}
 
 
 def torn_answers(
-    answers: list[tuple[int, list[float]]], weights: dict[int, np.ndarray]
+    answers: list[tuple[int, list[float]]], neurons: dict[int, Neuron]
 ) -> tuple[int, int, float]:
     """(answers off by > TOLERANCE, answers naming no stored version, worst error): each
-    answer to PROBE is recomputed from the stored weights of the version it names."""
+    answer to PROBE is recomputed by the stored model of the version it names."""
     mismatched = 0
     unknown = 0
     worst = 0.0
     for version, predictions in answers:
-        if version not in weights:
+        if version not in neurons:
             unknown += 1
             continue
-        error = float(np.max(np.abs(np.array(predictions) - Neuron(weights[version])(PROBE))))
+        error = float(np.max(np.abs(np.array(predictions) - neurons[version](PROBE))))
         worst = max(worst, error)
         mismatched += error > TOLERANCE
     return mismatched, unknown, worst
@@ -102,12 +102,12 @@ def test_predictions_during_retrains_match_the_version_they_name(
             stop.set()
             for client in clients:
                 client.result()
-        weights = _stored_weights(server.model_dir)
+        models = _stored_models(server.model_dir)
     finally:
         stop.set()
         server.stop()
 
-    mismatched, unknown, worst = torn_answers(answers, weights)
+    mismatched, unknown, worst = torn_answers(answers, models)
     served = Counter(version for version, _ in answers)
     record(
         load=f"{CLIENTS} client threads, {len(answers)} /predict in {seconds:.1f} s "
@@ -126,7 +126,7 @@ def test_predictions_during_retrains_match_the_version_they_name(
     assert unknown == 0 and mismatched == 0
     # The load really straddled the swaps: answers came from many versions, of both kinds.
     assert len(served) >= len(retrained) // 2
-    assert not np.allclose(weights[2], weights[3])
+    assert not np.allclose(models[2].weights, models[3].weights)
 
 
 def test_concurrent_retrains_get_consecutive_unique_versions(
