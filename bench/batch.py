@@ -117,3 +117,39 @@ def v2_over_floor(
         out[f"service {kind}"] = batch(service, body, seconds, path=V2_INFER, headers=headers)
         out[f"bare {kind}"] = batch(bare, body, seconds, path=V2_INFER, headers=headers)
     return out
+
+
+HIDDEN_UNITS = 64  # the size docs/training.md measures and recommends
+
+
+def hidden_model(config: Config, matrix: Any) -> None:
+    """Retrain ``config``'s server on the batch rows with a hidden layer of HIDDEN_UNITS."""
+    import orjson
+
+    from tests.integration.server import TOKEN
+
+    labels = (matrix[:, 0] > matrix[:, 1]).astype(int)
+    body = orjson.dumps(
+        {"inputs": matrix[:2000], "targets": labels[:2000], "standardize": True,
+         "hidden": {"units": HIDDEN_UNITS}, "iterations": 500},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )  # fmt: skip
+    server = config.server
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    headers = {**JSON, "Authorization": f"Bearer {TOKEN}"}
+    conn.request("POST", "/admin/retrain", body=body, headers=headers)
+    answer = conn.getresponse()
+    text = answer.read()
+    conn.close()
+    if answer.status != 200:
+        raise RuntimeError(f"{config.name}: retrain with a hidden layer: {answer.status} {text!r}")
+
+
+def hidden_over_plain(
+    plain: Config, hidden: Config, body: bytes, seconds: float
+) -> dict[str, dict[str, float]]:
+    """One repetition: the 10,000-row /predict to the plain neuron, then to the hidden layer's."""
+    return {
+        "plain neuron": batch(plain, body, seconds),
+        f"hidden layer of {HIDDEN_UNITS}": batch(hidden, body, seconds),
+    }

@@ -119,6 +119,13 @@ def main_set(workdir: Path, setup: GunicornSetup, quick: bool) -> list[Config]:
     return configs
 
 
+def hidden(workdir: Path) -> Config:
+    """The service with its own model directory, for a model with a hidden layer."""
+    return gunicorn(
+        "service-hidden", "service.wsgi:app", workdir, NEURON_MODEL_DIR=str(workdir / "hidden")
+    )
+
+
 def baseline(ref: str, workdir: Path, setup: GunicornSetup) -> Config:
     """The service as it was at ``ref`` (its service/ and gunicorn.conf.py), HEAD's workers and
     threads, to load side by side with HEAD."""

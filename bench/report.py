@@ -145,6 +145,21 @@ def batch_tables(data: dict[str, Any]) -> list[str]:
         "request bytes, right after the service in each repetition (it reads the body and "
         "answers a fixed small body); `mlserver` gets the rows as V2 JSON.",
     ]
+    hidden = data.get("hidden_batch")
+    if hidden:
+        out += [
+            "",
+            "## 10,000-row `/predict` through a hidden layer",
+            "",
+            "| model | median wall ms/request | server CPU ms/request | rows/s |",
+            "|---|---:|---:|---:|",
+            *_wall_cpu_rows(hidden, rows_per_s=True),
+            "",
+            "The same 10,000 x 3 body, one repetition after the other on the service's config: "
+            "the plain neuron (the article's model) against a model retrained with "
+            '`"standardize": true, "hidden": {"units": 64}` (its own server and model '
+            "directory): standardize, tanh of a 3 x 64 layer, then the neuron with its bias.",
+        ]
     v2 = data.get("v2_batch")
     if v2:
         out += [

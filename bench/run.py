@@ -88,7 +88,14 @@ def measure_batches(
     base, ml = named.get("service@baseline"), named.get("mlserver")
     data["batch"] = {"service": [], "bare": [], "service@baseline": [], "mlserver": []}
     data["v2_batch"] = {}
+    hidden = named.get("service-hidden")
+    if hidden:
+        batch.hidden_model(hidden, matrix)
+        data["hidden_batch"] = {}
     for rep in range(reps):
+        if hidden:
+            for key, result in batch.hidden_over_plain(service, hidden, big, seconds).items():
+                data["hidden_batch"].setdefault(key, []).append(result)
         pair = batch.json_over_floor(service, bare, big, seconds)
         data["batch"]["service"].append(pair["service"])
         data["batch"]["bare"].append(pair["bare"])
@@ -116,14 +123,16 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
     data["gunicorn"] = {k: setup.settings.get(k) for k in keys}
     data["machine"] = machine.describe(configs.MLSERVER_VENV)
     servers = configs.main_set(workdir, setup, args.quick)
+    hidden = configs.hidden(workdir)  # batch only: not in the load runs
     if args.baseline:
         data["baseline"] = args.baseline
         servers.append(configs.baseline(args.baseline, workdir, setup))
     ml = None if args.quick else start_mlserver(workdir, data)
     try:
-        with running(servers) as started:
+        with running([*servers, hidden]) as everything:
+            started = [c for c in everything if c is not hidden]
             loaded = started + ([ml] if ml else [])
-            named = {c.name: c for c in loaded}
+            named = {c.name: c for c in [*loaded, hidden]}
             series = interleaved(loaded, reps, seconds, workdir)
             data["load"] = {
                 name: {"runs": [vars(r) for r in s.runs], "notes": s.notes}
