@@ -51,12 +51,17 @@ class Settings(BaseSettings):
     max_train_rows: int = Field(10_000, ge=1, description="Most rows one retrain takes.")
     max_inputs: int = Field(1_000, ge=1, description="Most features a retrained model may have.")
     max_iterations: int = Field(1_000_000, ge=1, description="Most iterations one retrain runs.")
-    max_hidden_units: int = Field(1_024, ge=1, description="Most units a hidden layer may have.")
+    max_hidden_units: int = Field(
+        256,
+        ge=1,
+        description="Most units a hidden layer may have (a 10,000-row predict holds rows x "
+        "units floats: 20 MB at 256).",
+    )
     max_hidden_weights: int = Field(
         65_536,
         ge=1,
         description="Most units x features of a hidden layer (its weights are stored with the "
-        "model: 65,536 make a document of about 1.5 MB).",
+        "model: 65,536 make a document of about 2 MB).",
     )
     max_training_work: int = Field(
         2_000_000_000,
