@@ -115,3 +115,52 @@ def test_a_spent_budget_and_an_impossible_split_are_refused_as_errors() -> None:
     few, few_targets = classic_training_set()
     with pytest.raises(ValidationFailed, match="too few rows to hold out"):
         policy.fit(few, few_targets, Options(validation_fraction=0.1), budget_seconds=None)
+
+
+def test_refit_serves_a_model_of_every_row_judged_by_its_validated_run() -> None:
+    inputs, targets = _blobs()
+    options = Options(learning_rate=None, intercept=True, l2=0.3, refit=True)
+    refitted = policy.fit(inputs, targets, options, budget_seconds=None)
+    validated = policy.fit(inputs, targets, replace(options, refit=False), budget_seconds=None)
+    assert refitted.refit and not validated.refit
+    assert refitted.held_out == validated.held_out  # the validated run's scores, both times
+    assert refitted.scores.rows == len(targets) == validated.scores.rows + validated.held_out.rows  # type: ignore[union-attr]
+    assert refitted.learning_rate == 4 / len(targets)
+    assert validated.learning_rate == 4 / validated.scores.rows
+    assert not np.array_equal(refitted.neuron.weights, validated.neuron.weights)
+    # no split, nothing to refit: the classic set
+    classic = policy.fit(*classic_training_set(), options, budget_seconds=None)
+    assert not classic.refit and classic.learning_rate == 1.0
+
+
+def test_the_refit_shares_the_validated_runs_hidden_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    layers = []
+    real_train = policy.train
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        layers.append(kwargs["hidden"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "train", spy)
+    options = Options(learning_rate=None, intercept=True, hidden=Hidden(8, seed=3), refit=True)
+    candidate = policy.fit(*_blobs(), options, budget_seconds=None)
+    assert len(layers) == 2 and layers[0] is layers[1] is candidate.neuron.hidden
+    assert layers[0].seed == 3 and layers[0].units == 8
+
+
+def test_a_refit_past_the_budget_says_it_was_the_refit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.model.neuron import TrainingTimeout
+
+    real_train, calls = policy.train, []
+
+    def second_times_out(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["budget_seconds"])
+        if len(calls) == 2:
+            raise TrainingTimeout(256, kwargs["budget_seconds"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "train", second_times_out)
+    with pytest.raises(TrainingRejected, match="the refit on every row stopped after 256") as err:
+        policy.fit(*_blobs(), Options(learning_rate=0.1, refit=True), budget_seconds=30.0)
+    assert "refit=false" in str(err.value)
+    assert calls[0] == 30.0 and 0 < calls[1] < 30.0  # the refit gets what is left

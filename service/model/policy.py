@@ -142,7 +142,7 @@ def fit(
     if refit:
         spent = time.monotonic() - started
         left = None if budget_seconds is None else max(budget_seconds - spent, 0.0)
-        result = _train(options, inputs, targets, hidden, left)
+        result = _train(options, inputs, targets, hidden, left, refit=True)
         scores = score(result.neuron, inputs, targets, majority_class(targets))
         rate = _rate(options, targets)
     duration = time.monotonic() - started
@@ -173,6 +173,7 @@ def _train(
     targets: Matrix,
     hidden: HiddenLayer | None,
     budget_seconds: float | None,
+    refit: bool = False,
 ) -> TrainingResult:
     try:
         return train(
@@ -189,6 +190,11 @@ def _train(
             hidden=hidden,
         )
     except TrainingTimeout as exc:
+        if refit:  # the budget covers both runs: say which one ran out of it
+            raise TrainingRejected(
+                f"the refit on every row {exc} (what the validated run left of the budget); "
+                "send refit=false, or ask for fewer iterations or rows"
+            ) from exc
         raise TrainingRejected(
             f"training {exc}; ask for fewer iterations or rows, or set a tolerance"
         ) from exc
