@@ -9,9 +9,11 @@ from typing import Any
 from flask import Flask
 
 from . import logs, oip
+from .errors import ServiceError
 from .http import admin, api, docs, openapi, ops
 from .http.cors import Cors
-from .http.web import install_hooks, register_error_handlers
+from .http.encoding import BodyEncoding
+from .http.web import install_hooks, json_bytes, register_error_handlers
 from .oip import openapi as oip_openapi
 from .serving import ModelServer
 from .settings import Settings
@@ -32,6 +34,15 @@ def documented_statuses(path: str, method: str) -> set[int]:
     """Statuses the document promises for one operation (used by tests to keep it true)."""
     responses = openapi_document()["paths"][path][method.lower()]["responses"]
     return {int(code) for code in responses}
+
+
+def _refusal(environ: dict[str, Any], error: ServiceError) -> tuple[int, bytes]:
+    """A body refused before any route: in the protocol's error form under /v2, else ours."""
+    path = environ.get("PATH_INFO", "")
+    if path == oip.PREFIX or path.startswith(f"{oip.PREFIX}/"):
+        status, answer = oip.error_answer(error)
+        return status, answer.body
+    return error.status, json_bytes(error.envelope())
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -55,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     lane = oip.BinaryLane(app.wsgi_app, server)
     app.wsgi_app = lane  # type: ignore[method-assign]
     app.extensions["neuron_binary_lane"] = lane
+    # Around the lane too: a gzip body reaches every reader decoded, whichever serves it.
+    app.wsgi_app = BodyEncoding(app.wsgi_app, settings.max_body_bytes, _refusal)  # type: ignore[method-assign]
     origins = settings.cors()
     if origins:  # around the lane too: a binary infer's answer gets the same headers
         app.wsgi_app = Cors(app.wsgi_app, origins, settings.cors_admin)  # type: ignore[method-assign]

@@ -37,6 +37,12 @@ class MalformedCsv(ServiceError):
     status, code = 400, "malformed_csv"
 
 
+class MalformedEncoding(ServiceError):
+    """A body whose Content-Encoding (gzip, deflate) does not decode: corrupt or truncated."""
+
+    status, code = 400, "malformed_encoding"
+
+
 class Unauthorized(ServiceError):
     status, code = 401, "unauthorized"
     headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="neuron-admin"'}

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 PUBLIC = frozenset({"/predict", "/evaluate", "/model", "/v2"})
 ALLOW_METHODS = "GET, POST, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, Inference-Header-Content-Length, X-Request-ID"
+ALLOW_HEADERS = (
+    "Authorization, Content-Encoding, Content-Type, Inference-Header-Content-Length, X-Request-ID"
+)
 EXPOSE_HEADERS = "Inference-Header-Content-Length, X-Request-ID"
 MAX_AGE_SECONDS = "600"
 PREFLIGHT_ENDPOINT = "CORS preflight"  # the metrics label of a preflight answered here

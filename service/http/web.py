@@ -240,6 +240,19 @@ class _Observed:
         )
 
 
+def keep_endpoint(environ: WSGIEnvironment) -> None:
+    """File the route Flask matched in ``environ``, for a response started after Flask returns.
+
+    Flask's request leaves the environ when its context pops; a wrapper that holds the answer
+    (http/encoding.py, to compress it) starts the response after that, and the access log and
+    metrics would then call the request unmatched.
+    """
+    flask_request = environ.get("werkzeug.request")
+    if flask_request is not None and ENDPOINT_KEY not in environ:
+        rule = flask_request.url_rule
+        environ[ENDPOINT_KEY] = rule.rule if rule is not None else "unmatched"
+
+
 @lru_cache(maxsize=512)
 def _duration(endpoint: str, method: str, status: int) -> Any:
     """The labelled histogram child, looked up once per label set rather than per request."""

@@ -9,7 +9,8 @@ the OpenAPI builder) it uses: may import service.http, serving and everything be
 only app imports it.
 """
 
+from .infer import PREFIX, error_answer
 from .lane import BinaryLane
 from .routes import bp
 
-__all__ = ["BinaryLane", "bp"]
+__all__ = ["PREFIX", "BinaryLane", "bp", "error_answer"]
