@@ -12,10 +12,13 @@ any machine: with 1 MiB against 4 MiB, linear work measured up to 10 and quadrat
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -127,10 +130,12 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
         gunicorn.stop()
 
 
-def _cost(server: Gunicorn, path: str, body: bytes) -> tuple[float, float, int]:
+def _cost(
+    server: Gunicorn, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[float, float, int]:
     """(least worker CPU seconds, least wall seconds, status) over TRIES identical requests."""
     [pid] = server.worker_pids()
-    headers = ENDPOINTS[path][1]
+    headers = headers or ENDPOINTS[path][1]
     cpu = wall = float("inf")
     status = 0
     with requests.Session() as session:
@@ -182,6 +187,55 @@ def test_the_issues_20000_key_body_is_fast(one_worker: Gunicorn, path: str) -> N
     cpu, wall, status = _cost(one_worker, path, body)
     assert status == 400
     assert cpu < 0.1 and wall < 0.25, (cpu, wall)
+
+
+def _gzip_of(plain: Callable[[int], bytes], size: int) -> bytes:
+    """gzip of ``plain(n)``, n chosen so the compressed body is just under ``size`` bytes."""
+    n = size
+    while True:
+        packed = gzip.compress(plain(n), 6, mtime=0)
+        if len(packed) <= size:
+            return packed
+        n = int(n * size / len(packed) * 0.98)
+
+
+def _random_rows(n: int) -> bytes:
+    """A /predict body of about ``n`` bytes of random rows (compresses about 2.5 times)."""
+    rows = np.random.default_rng(n).random((max(n // 28, 1), 3)).round(6)
+    return b'{"inputs": ' + json.dumps(rows.tolist()).encode() + b"}"
+
+
+# family -> a compressed body of about ``size`` bytes (Content-Encoding in the name's first word)
+COMPRESSED: dict[str, Callable[[int], bytes]] = {
+    "gzip of random rows": lambda size: _gzip_of(_random_rows, size),
+    "gzip of one repeated row": lambda size: _gzip_of(
+        lambda n: b'{"inputs": [' + b"[1, 0, 0], " * (n // 11) + b"[1, 0, 0]]}", size
+    ),
+    "gzip members of a MiB of zeros": lambda size: MIB_OF_ZEROS * (size // len(MIB_OF_ZEROS)),
+    "deflate of random bytes": lambda size: (
+        b"\x78\x9c" + np.random.default_rng(size).bytes(size - 2)
+    ),
+}
+MIB_OF_ZEROS = gzip.compress(b"\0" * 1024 * 1024, 9, mtime=0)
+
+
+@pytest.mark.parametrize("family", list(COMPRESSED))
+def test_compressed_bodies_cost_linearly_in_the_bytes_read(
+    one_worker: Gunicorn, family: str
+) -> None:
+    """Decoding stops at the body limit (or a corrupt byte): past it, more bytes cost nothing."""
+    headers = {**JSON, "Content-Encoding": family.split(" ")[0]}
+    small, large = COMPRESSED[family](SMALL), COMPRESSED[family](LARGE)
+    assert len(small) <= SMALL and len(large) <= LARGE
+    for _ in range(ROUNDS):
+        small_cpu, _, small_status = _cost(one_worker, "/predict", small, headers)
+        large_cpu, _, large_status = _cost(one_worker, "/predict", large, headers)
+        ratio = large_cpu / max(small_cpu, NOISE_FLOOR_S)
+        if ratio <= MAX_RATIO:
+            break
+    assert small_status < 500 and large_status < 500
+    assert large_cpu < CEILING_S, (small_cpu, large_cpu)
+    assert ratio <= MAX_RATIO, (small_cpu, large_cpu)
 
 
 def test_zz_record_the_figures(one_worker: Gunicorn, record: Record) -> None:

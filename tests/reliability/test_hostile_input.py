@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 
@@ -25,6 +26,9 @@ ROW = b"[1, 0, 0]"
 
 def _inputs(rows: bytes) -> bytes:
     return b'{"inputs": ' + rows + b"}"
+
+
+GZIP = {**JSON, "Content-Encoding": "gzip"}
 
 
 def _nested(depth: int) -> bytes:
@@ -104,6 +108,15 @@ CASES: list[tuple[str, str, bytes | None, dict[str, str], int, str | None]] = [
     ("token plus a character", "/admin/retrain", b"", {"Authorization": f"Bearer {TOKEN}x"}, 401, "unauthorized"),
     ("Basic scheme with the token", "/admin/retrain", b"", {"Authorization": f"Basic {TOKEN}"}, 401, "unauthorized"),
     ("non-ASCII token", "/admin/retrain", b"", {"Authorization": "Bearer t\u00f6ken-0123456789abcdef"}, 401, "unauthorized"),
+    # Compressed bodies (docs/api.md): decoded before every reader, bombs refused while decoding
+    ("gzip: a body", "/predict", gzip.compress(_inputs(b"[[1, 0, 0]]")), GZIP, 200, None),
+    ("gzip: 4 MiB inflating to 4 GiB", "/predict", gzip.compress(b"\0" * 1024 * 1024, 9) * 4000, GZIP, 413, "payload_too_large"),
+    ("gzip: nested", "/predict", gzip.compress(gzip.compress(_inputs(b"[[1, 0, 0]]"))), GZIP, 400, "malformed_json"),
+    ("gzip: truncated", "/predict", gzip.compress(_inputs(b"[[1, 0, 0]]"))[:-12], GZIP, 400, "malformed_encoding"),
+    ("gzip: plain bytes", "/predict", _inputs(b"[[1, 0, 0]]"), GZIP, 400, "malformed_encoding"),
+    ("deflate: gzip bytes", "/predict", gzip.compress(_inputs(b"[[1, 0, 0]]")), {**JSON, "Content-Encoding": "deflate"}, 400, "malformed_encoding"),
+    ("br: not taken", "/predict", _inputs(b"[[1, 0, 0]]"), {**JSON, "Content-Encoding": "br"}, 415, "unsupported_media_type"),
+    ("gzip: a CSV, decoded and read", "/admin/retrain", gzip.compress(b"a,t\n1,0\nx,1\n"), {**CSV, "Content-Encoding": "gzip"}, 422, "validation_error"),
     # CSV training data (docs/training.md)
     ("csv: empty", "/admin/retrain", b"", CSV, 400, "malformed_csv"),
     ("csv: not UTF-8", "/admin/retrain", b"a,t\n\xff,1\n", CSV, 400, "malformed_csv"),
