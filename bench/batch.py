@@ -27,6 +27,8 @@ def batch(
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     headers = headers or JSON
 
+    sizes: list[int] = []
+
     def one() -> float:
         t0 = time.perf_counter()
         conn.request("POST", path or config.path, body=body, headers=headers)
@@ -35,6 +37,7 @@ def batch(
         elapsed = time.perf_counter() - t0
         if resp.status != 200:
             raise RuntimeError(f"{config.name}: {resp.status} {data[:200]!r}")
+        sizes.append(len(data))
         return elapsed
 
     for _ in range(5):
@@ -53,6 +56,7 @@ def batch(
         "cpu_ms": used / TICK * 1000 / len(walls),
         "rows_per_s": BATCH_ROWS / wall,
         "requests": len(walls),
+        "answer_bytes": sizes[-1],
     }
 
 
@@ -152,4 +156,12 @@ def hidden_over_plain(
     return {
         "plain neuron": batch(plain, body, seconds),
         f"hidden layer of {HIDDEN_UNITS}": batch(hidden, body, seconds),
+    }
+
+
+def gzip_over_plain(service: Config, body: bytes, seconds: float) -> dict[str, dict[str, float]]:
+    """One repetition: the 10,000-row /predict answered plain, then gzipped (Accept-Encoding)."""
+    return {
+        "plain": batch(service, body, seconds),
+        "gzip": batch(service, body, seconds, headers={**JSON, "Accept-Encoding": "gzip"}),
     }

@@ -145,6 +145,27 @@ def batch_tables(data: dict[str, Any]) -> list[str]:
         "request bytes, right after the service in each repetition (it reads the body and "
         "answers a fixed small body); `mlserver` gets the rows as V2 JSON.",
     ]
+    packed = data.get("gzip_batch")
+    if packed:
+        out += [
+            "",
+            "## 10,000-row `/predict` answer, plain and gzipped",
+            "",
+            "| answer | median wall ms/request | server CPU ms/request | bytes on the wire |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {name} | {Spread.of(r['wall_ms'] for r in runs).fmt(2)} | "
+                f"{Spread.of(r['cpu_ms'] for r in runs).fmt(2)} | {runs[-1]['answer_bytes']:,} |"
+                for name, runs in packed.items()
+                if runs
+            ),
+            "",
+            "The same 10,000 x 3 body to the service, one after the other in each repetition: "
+            "without Accept-Encoding, then with `Accept-Encoding: gzip` (level 1, "
+            "service/http/encoding.py). The wall time includes the client reading the answer "
+            "(over loopback, where bytes cost little; on a real network the smaller answer "
+            "gains its transfer time).",
+        ]
     hidden = data.get("hidden_batch")
     if hidden:
         out += [

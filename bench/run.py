@@ -92,7 +92,10 @@ def measure_batches(
     if hidden:
         batch.hidden_model(hidden, matrix)
         data["hidden_batch"] = {}
+    data["gzip_batch"] = {}
     for rep in range(reps):
+        for key, result in batch.gzip_over_plain(service, big, seconds).items():
+            data["gzip_batch"].setdefault(key, []).append(result)
         if hidden:
             for key, result in batch.hidden_over_plain(service, hidden, big, seconds).items():
                 data["hidden_batch"].setdefault(key, []).append(result)
