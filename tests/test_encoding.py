@@ -286,3 +286,13 @@ def test_a_gzipped_answer_is_counted_under_its_route(client: FlaskClient) -> Non
     )
     assert packed.headers["Content-Encoding"] == "gzip"
     assert sample(client.get("/metrics").get_data(as_text=True), key) == before + 1
+
+
+def test_a_head_answer_is_never_gzipped(client: FlaskClient) -> None:
+    """A HEAD's body is empty: gzipping it would announce a length the GET does not have."""
+    headers = {"Accept-Encoding": "gzip"}
+    full = client.get("/openapi.json", headers=headers)
+    assert full.headers["Content-Encoding"] == "gzip"
+    head = client.head("/openapi.json", headers=headers)
+    assert head.status_code == 200 and "Content-Encoding" not in head.headers
+    assert int(head.headers["Content-Length"]) == len(gzip.decompress(full.get_data()))

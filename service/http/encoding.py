@@ -216,7 +216,10 @@ def _gzipped(
 
     body = app(environ, hold)
     status, headers, exc_info = held
-    if not _worth_compressing(headers):
+    # Only a whole 200 body: a HEAD's is empty (its length the GET's), a 206 is part of one.
+    if not (status.startswith("200") and environ.get("REQUEST_METHOD") != "HEAD") or (
+        not _worth_compressing(headers)
+    ):
         start_response(status, headers, exc_info)
         return body
     try:
