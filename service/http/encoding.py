@@ -5,8 +5,8 @@ fast path, CSV, V2 JSON and binary) gets the decoded bytes and a Content-Length 
 many there are. Decoding streams: the compressed body is read in chunks and inflated with
 zlib's ``max_length``, so a bomb is refused (413) as soon as its output passes the body limit,
 never inflated whole. Answers are compressed with gzip when the request's Accept-Encoding
-takes it and they are big enough to gain; a request without "gzip" in that header passes
-through untouched, so the plain single-row path pays one dictionary lookup.
+takes it and they are big enough to gain; a request without that header passes through
+untouched, so the plain single-row path pays one dictionary lookup.
 """
 
 from __future__ import annotations
