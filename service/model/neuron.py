@@ -95,8 +95,6 @@ class Layer(Protocol):
 
     @property
     def n_inputs(self) -> int: ...
-    @property
-    def units(self) -> int: ...
     def __call__(self, inputs: Matrix) -> Matrix: ...
 
 
@@ -170,6 +168,7 @@ class TrainingResult:
     loss: float
     iterations: int
     saturated: bool
+    learning_rate: float
 
     @property
     def improved(self) -> bool:
@@ -246,7 +245,8 @@ def train(
         inputs = np.hstack([inputs, np.ones((len(inputs), 1))])
     weights = Neuron.random(inputs.shape[1], seed).weights.copy()
     penalized = np.ones_like(weights)
-    penalized[-1] = 0.0 if intercept else 1.0
+    if intercept:
+        penalized[-1] = 0.0
     initial_loss = mse(sigmoid(inputs @ weights), targets)
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     done = 0
@@ -265,6 +265,7 @@ def train(
         loss=mse(outputs, targets),
         iterations=done,
         saturated=is_saturated(outputs, targets),
+        learning_rate=learning_rate,
     )
 
 

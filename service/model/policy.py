@@ -81,12 +81,16 @@ class Candidate:
     fraction: float  # of each class held out
     warnings: list[str]
     judged_on: tuple[Matrix, Matrix]  # the rows it is compared on: the held-out ones, else all
-    learning_rate: float  # the one the served neuron trained with
     refit: bool = False  # trained again on every row once validation had scored it
 
     @property
     def neuron(self) -> Neuron:
         return self.result.neuron
+
+    @property
+    def learning_rate(self) -> float:
+        """The one the served neuron trained with."""
+        return self.result.learning_rate
 
     def refusal(self) -> str:
         """Why it is not promoted unless forced."""
@@ -134,7 +138,7 @@ def fit(
     result = _train(options, inputs[fit_rows], targets[fit_rows], hidden, budget_seconds)
     majority = majority_class(targets[fit_rows])
     scores = score(result.neuron, inputs[fit_rows], targets[fit_rows], majority)
-    held, judged_on, rate = None, (inputs, targets), _rate(options, targets[fit_rows])
+    held, judged_on = None, (inputs, targets)
     if held_rows is not None:
         judged_on = (inputs[held_rows], targets[held_rows])
         held = score(result.neuron, *judged_on, majority)
@@ -144,11 +148,10 @@ def fit(
         left = None if budget_seconds is None else max(budget_seconds - spent, 0.0)
         result = _train(options, inputs, targets, hidden, left, refit=True)
         scores = score(result.neuron, inputs, targets, majority_class(targets))
-        rate = _rate(options, targets)
     duration = time.monotonic() - started
-    warnings = _warnings(result, options, inputs, rate)
+    warnings = _warnings(result, options, inputs)
     warnings += _gate(held or scores, held is not None, "" if warnings else _hint(options, inputs))
-    return Candidate(result, duration, scores, held, fraction, warnings, judged_on, rate, refit)
+    return Candidate(result, duration, scores, held, fraction, warnings, judged_on, refit)
 
 
 def _rate(options: Options, targets: Matrix) -> float:
@@ -227,8 +230,8 @@ def _wide(inputs: Matrix) -> bool:
     return bool(np.abs(inputs).max() > 10 or (len(spans) and spans.max() > 100 * spans.min()))
 
 
-def _warnings(result: TrainingResult, options: Options, inputs: Matrix, rate: float) -> list[str]:
-    fix = f"try a smaller learning_rate (e.g. {rate / 100:g})"
+def _warnings(result: TrainingResult, options: Options, inputs: Matrix) -> list[str]:
+    fix = f"try a smaller learning_rate (e.g. {result.learning_rate / 100:g})"
     if not options.standardize and _wide(inputs):
         fix = (
             'the features run over very different or large scales: send "standardize": true '
