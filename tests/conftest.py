@@ -59,6 +59,16 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn
         gunicorn.stop()
 
 
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """gunicorn with one worker, for a module that measures that worker's CPU time or memory."""
+    gunicorn = Gunicorn(tmp_path_factory.mktemp("one-worker"), workers=1)
+    try:
+        yield gunicorn.start()
+    finally:
+        gunicorn.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
     """One real PostgreSQL for the session (each test takes its own database); never stopped

@@ -13,7 +13,6 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +83,6 @@ def test_curl_with_a_gzip_file_gets_the_same_answer(
         curl("--compressed", url, *json_type, "--data-binary", f"@{tmp_path / 'body.json'}")
         == plain
     )
-
-
-@pytest.fixture(scope="module")
-def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    server = Gunicorn(tmp_path_factory.mktemp("bombs"), workers=1)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 MIB_OF_ZEROS = gzip.compress(b"\0" * 1024 * 1024, 9, mtime=0)  # about 1 kB: one gzip member

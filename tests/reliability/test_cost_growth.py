@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,15 +119,6 @@ def _cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
             continue
     return total / 1e9
-
-
-@pytest.fixture(scope="module")
-def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    gunicorn = Gunicorn(tmp_path_factory.mktemp("cost"), workers=1)
-    try:
-        yield gunicorn.start()
-    finally:
-        gunicorn.stop()
 
 
 def _cost(
