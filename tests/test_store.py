@@ -347,3 +347,16 @@ def test_documents_written_before_the_intercept_load_and_predict_as_they_did() -
         assert record.document.training.l2 == 0.0 and record.document.training.refit is False
         predicted = record.neuron(np.array(case["inputs"], dtype=float))
         assert predicted.tolist() == case["predictions"]
+
+
+def test_the_largest_hidden_layer_the_limits_allow_makes_a_document_of_about_2_mb(
+    store: ModelStore,
+) -> None:
+    """The figure docs/settings.md gives for NEURON_MAX_HIDDEN_WEIGHTS' default (65,536)."""
+    from service.settings import Settings
+
+    weights = Settings.model_fields["max_hidden_weights"].default
+    layer = HiddenLayer.draw(256, weights // 256, seed=1)
+    saved = store.save(Neuron(np.ones((layer.units, 1)), None, 0.5, layer), metadata())
+    size = store.path(saved.version).stat().st_size
+    assert 1.5e6 < size < 2.5e6, size

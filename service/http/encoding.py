@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 
 ACCEPTED = ("gzip", "deflate")
 # Past its first MiB, a body may not decode to more than this many bytes per compressed byte.
-# Real data compresses 2 to 10 times (a 10,000-row JSON body of random rows: 2.6); repeated
-# filler and bombs go to gzip's limit of about 1,030.
+# Real data compresses a few times (random rows as JSON: about 2.5, tests/reliability's
+# cost-growth bodies); repeated filler and bombs go to gzip's limit of about 1,030.
 MAX_RATIO = 100
 RATIO_GRACE_BYTES = 1024 * 1024
 # Answers below this stay plain: one TCP segment either way, and the single-row path is here.
 MIN_COMPRESSED_BYTES = 1400
-GZIP_LEVEL = 1  # a 190 kB JSON answer: 49 % of its size in 2.3 ms (level 6: 46 % in 11.6 ms)
+GZIP_LEVEL = 1  # the fastest; make bench reports a 10,000-row answer's time and bytes with it
 REFUSED_ENDPOINT = "undecodable body"  # the metrics label of a body refused here
 _CHUNK = 64 * 1024
 _COMPRESSIBLE = ("application/json", "application/octet-stream", "text/")
