@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
+from .drift import DriftMonitor
 from .errors import (
     CorruptModel,
     InsufficientStorage,
@@ -22,9 +23,11 @@ from .errors import (
 )
 from .model import policy
 from .model.neuron import Matrix, Neuron, classic_training_set
+from .model.statistics import describe
 from .model.validation import Scores
 from .schemas import (
     Champion,
+    DriftReport,
     EvaluateRequest,
     EvaluateResponse,
     HiddenInfo,
@@ -37,7 +40,15 @@ from .schemas import (
     RollbackRequest,
 )
 from .settings import Settings
-from .store import ModelRecord, TrainingMetadata, Validation, data_digest, open_store, utc_now
+from .store import (
+    ModelRecord,
+    StoredFeatureStatistics,
+    TrainingMetadata,
+    Validation,
+    data_digest,
+    open_store,
+    utc_now,
+)
 from .store.current import CurrentModel
 
 log = logging.getLogger("neuron.serving")
@@ -59,6 +70,7 @@ class ModelServer:
         )
         metrics.store_up(self.store.up())
         self.model = CurrentModel(self.store, metrics.model_swapped)
+        self.drift = DriftMonitor(settings, metrics.shared_dir())
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -84,9 +96,8 @@ class ModelServer:
                 log.info("no valid model stored: training the defaults")
                 data = classic_training_set()
                 candidate = policy.fit(*data, ARTICLE, budget_seconds=None)
-                record = self.store.save_locked(
-                    candidate.neuron, _metadata("default", data, candidate, ARTICLE)
-                )
+                training = _metadata("default", data, candidate, ARTICLE, self.settings.drift_bins)
+                record = self.store.save_locked(candidate.neuron, training)
         return record
 
     def ready(self) -> ModelRecord:
@@ -112,6 +123,7 @@ class ModelServer:
         record = self.record(version)
         probabilities = record.neuron(_checked_width(inputs, record))
         metrics.predicted(probabilities)
+        self.drift.observe(inputs, record)
         return probabilities, record
 
     def predict(self, request: PredictRequest) -> PredictResponse:
@@ -168,6 +180,14 @@ class ModelServer:
             kept_versions=self.store.versions(),
         )
 
+    def drift_report(self) -> DriftReport:
+        """The serving model's input drift over the recent window, every worker's rows."""
+        return self.drift.report(self.model.get())
+
+    def drift_report_if_ready(self) -> DriftReport | None:
+        """drift_report(), or None while no model is loaded: a scrape never starts one."""
+        return None if self.model.peek() is None else self.drift_report()
+
     # -- administration ----------------------------------------------------------------------
 
     def retrain(self, request: RetrainRequest) -> RetrainResponse:
@@ -183,7 +203,7 @@ class ModelServer:
         if candidate.warnings and not request.force:
             metrics.RETRAINS_TOTAL.labels("rejected").inc()
             raise TrainingRejected(candidate.refusal())
-        training = _metadata("retrain", data, candidate, request)
+        training = _metadata("retrain", data, candidate, request, self.settings.drift_bins)
         try:
             record, verdict = self._promote(request, candidate, training)
         except Exception:
@@ -285,8 +305,10 @@ def _metadata(
     data: tuple[Matrix, Matrix],
     candidate: policy.Candidate,
     options: RetrainRequest,
+    bins: int,
 ) -> TrainingMetadata:
     result, scores, held = candidate.result, candidate.scores, candidate.held_out
+    statistics = [StoredFeatureStatistics.of(feature) for feature in describe(data[0], bins)]
     return TrainingMetadata(
         source=source,
         seed=options.seed,
@@ -304,6 +326,7 @@ def _metadata(
         validation=None if held is None else Validation(**asdict(held)),
         l2=options.l2,
         refit=candidate.refit,
+        input_statistics=statistics,
     )
 
 

@@ -101,6 +101,40 @@ class Settings(BaseSettings):
         description="Answer CORS for /admin/* too, so that a page of an allowed origin may send "
         "the admin token; off unless asked for.",
     )
+    drift_enabled: bool = Field(
+        True,
+        description="Count every predicted row in its training bins, for GET /model/drift and "
+        "the neuron_input_drift_* metrics; false leaves the serving path untouched.",
+    )
+    drift_window_seconds: float = Field(
+        60.0,
+        ge=6,
+        le=86_400,
+        description="The recent window drift is measured over, in six steps: a shift shows "
+        "within about a sixth of it and has left it a whole window later.",
+    )
+    drift_threshold: float = Field(
+        0.25,
+        gt=0,
+        description="Population stability index above which a feature is drifting (0.25 is "
+        "the usual 'significant shift'; docs/metrics.md).",
+    )
+    drift_min_rows: int = Field(
+        200,
+        ge=1,
+        description="Rows the window needs before a score is given: on fewer, chance alone "
+        "moves the index by about (bins - 1) / rows.",
+    )
+    drift_bins: int = Field(
+        10, ge=2, le=100, description="Quantile bins per feature in a new model's statistics."
+    )
+    drift_top_features: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Features with a score series in /metrics (the worst ones): the series "
+        "stay bounded however many features a model has.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

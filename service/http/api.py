@@ -39,3 +39,9 @@ def evaluate() -> Response:
 @bp.get("/model")
 def model() -> Response:
     return json_response(server().info())
+
+
+@bp.get("/model/drift")
+def drift() -> Response:
+    """Input drift of the recent window against the serving model's training rows."""
+    return json_response(server().drift_report())

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from .. import __version__
 from ..schemas import (
     CSV_TARGET_PARAMETER,
+    DriftReport,
     ErrorResponse,
     EvaluateRequest,
     EvaluateResponse,
@@ -92,6 +93,10 @@ OPERATIONS = (
         EvaluateRequest, (*_JSON_BODY, 503), example=EVALUATE_EXAMPLE,
     ),
     Operation("/model", "get", "Metadata of the serving version", ModelInfo, errors=(503,)),
+    Operation(
+        "/model/drift", "get", "Input drift of recent predictions against the training rows",
+        DriftReport, errors=(503,),
+    ),
     Operation("/healthz", "get", "Liveness", Health),
     Operation("/readyz", "get", "Readiness: 503 until a model is loaded", Health, errors=(503,)),
     Operation(
@@ -242,7 +247,7 @@ def _tag(path: str) -> str:
         return "v2"
     if path.startswith("/admin/"):
         return "admin"
-    if path in ("/predict", "/evaluate", "/model"):
+    if path in ("/predict", "/evaluate", "/model", "/model/drift"):
         return "model"
     return "operations"
 

@@ -58,7 +58,11 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def prometheus() -> Response:
-    body, content_type = metrics.render()
+    model_server = server()
+    drift = metrics.DriftCollector(
+        model_server.drift_report_if_ready, model_server.settings.drift_top_features
+    )
+    body, content_type = metrics.render(drift)
     return Response(body, content_type=content_type)
 
 

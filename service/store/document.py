@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import CorruptModel
 from ..model.hidden import HiddenLayer
 from ..model.neuron import Neuron, Scaling
+from ..model.statistics import Bins, FeatureStatistics
 
 FORMAT = "neuron-model"
 FORMAT_VERSION = 1
@@ -105,6 +107,58 @@ class Validation(BaseModel):
     )
 
 
+class StoredFeatureStatistics(BaseModel):
+    """One feature of the training rows: moments, range, quantile bin edges and their shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    count: int = Field(ge=1, description="Training rows.")
+    mean: float
+    std: float = Field(ge=0)
+    min: float
+    max: float
+    edges: list[float] = Field(
+        description="Bin edges, increasing: bin i holds values with i edges at or below them."
+    )
+    fractions: list[float] = Field(description="Training rows' share per bin: one more than edges.")
+
+    @field_validator("edges")
+    @classmethod
+    def _increasing(cls, edges: list[float]) -> list[float]:
+        if any(low >= high for low, high in pairwise(edges)):
+            raise ValueError("edges must increase")
+        return edges
+
+    @field_validator("fractions")
+    @classmethod
+    def _shares(cls, fractions: list[float]) -> list[float]:
+        if any(share < 0 for share in fractions) or abs(sum(fractions) - 1) > 1e-9:
+            raise ValueError("fractions must be shares summing to 1")
+        return fractions
+
+    def errors(self) -> list[str]:
+        if len(self.fractions) != len(self.edges) + 1:
+            return ["input_statistics fractions must be one more than edges"]
+        return [] if self.min <= self.max else ["input_statistics min above max"]
+
+    def statistics(self) -> FeatureStatistics:
+        return FeatureStatistics(
+            self.count, self.mean, self.std, self.min, self.max, (*self.edges,), (*self.fractions,)
+        )
+
+    @classmethod
+    def of(cls, feature: FeatureStatistics) -> StoredFeatureStatistics:
+        return cls(
+            count=feature.count,
+            mean=feature.mean,
+            std=feature.std,
+            min=feature.min,
+            max=feature.max,
+            edges=list(feature.edges),
+            fractions=list(feature.fractions),
+        )
+
+
 class TrainingMetadata(BaseModel):
     """How a model version came to be."""
 
@@ -131,6 +185,11 @@ class TrainingMetadata(BaseModel):
     l2: float = Field(0.0, ge=0, description="The L2 penalty on the weights (not the bias).")
     refit: bool = Field(
         False, description="Trained again on every row (held-out ones too) after validation."
+    )
+    input_statistics: list[StoredFeatureStatistics] | None = Field(
+        None,
+        description="Per feature, the training rows' statistics: the baseline input drift is "
+        "measured against. Null in documents written before it was stored.",
     )
 
 
@@ -172,6 +231,10 @@ class ModelDocument(BaseModel):
             }
         if self.feature_names is not None:
             sizes["feature_names"] = len(self.feature_names)
+        statistics = self.training.input_statistics
+        if statistics is not None:
+            sizes["input_statistics"] = len(statistics)
+            errors += [error for feature in statistics for error in feature.errors()]
         return errors + [
             f"{name} do not match n_inputs" for name, size in sizes.items() if size != self.n_inputs
         ]
@@ -184,6 +247,11 @@ class ModelDocument(BaseModel):
         hidden = None if self.hidden is None else self.hidden.layer()
         return Neuron(weights, scaling, self.bias, hidden)
 
+    def bins(self) -> Bins | None:
+        """The training bins live rows are counted in, or None for a document without them."""
+        statistics = self.training.input_statistics
+        return None if statistics is None else Bins([f.statistics() for f in statistics])
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -191,6 +259,7 @@ class ModelRecord:
 
     document: ModelDocument
     neuron: Neuron
+    bins: Bins | None = None
 
     @property
     def version(self) -> int:
@@ -280,7 +349,7 @@ def decode(raw: bytes) -> ModelRecord:
     defects = document.shape_errors()
     if defects:
         raise CorruptModel("; ".join(defects))
-    return ModelRecord(document, document.neuron())
+    return ModelRecord(document, document.neuron(), document.bins())
 
 
 def utc_now() -> datetime:

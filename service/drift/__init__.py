@@ -1,0 +1,10 @@
+"""Input drift: predicted rows counted in the serving model's training bins, scored by PSI.
+
+statistics (in service/model) describes the training rows and bins them; window.py keeps the
+recent counts of every worker; score.py computes the population stability index; monitor.py
+joins them for the serving path, GET /model/drift and /metrics.
+"""
+
+from .monitor import DriftMonitor, worst
+
+__all__ = ["DriftMonitor", "worst"]
