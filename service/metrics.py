@@ -219,9 +219,9 @@ def _number(value: float | None) -> float:
 
 
 def shared_dir() -> Path | None:
-    """The directory every gunicorn worker shares (client_python's multiprocess directory)."""
+    """Where the workers' drift counts go: beside client_python's multiprocess files."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return Path(directory) if directory else None
+    return Path(directory) / "drift" if directory else None
 
 
 def render(*extra: Collector) -> tuple[bytes, str]:

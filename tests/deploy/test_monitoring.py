@@ -75,6 +75,8 @@ def traffic(url: str) -> None:
         }
         retrain = http.post(f"{url}/admin/retrain", headers=AUTH, json=validated, timeout=30)
         assert retrain.ok and retrain.json()["validation"], retrain.text
+        # Rows for the new model's drift window (NEURON_DRIFT_MIN_ROWS is 1 here).
+        assert http.post(f"{url}/predict", json={"inputs": grid[:5]}, timeout=5).ok
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         NEURON_MODEL_DIR=str(workdir / "model"),
         NEURON_ADMIN_TOKEN=TOKEN,
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
+        NEURON_DRIFT_MIN_ROWS="1",  # a drift score from the few rows of each round
     )
     gunicorn = Process(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")],

@@ -204,6 +204,13 @@ def test_promtool_accepts_config_and_rules() -> None:
     assert rules.returncode == 0, rules.stdout + rules.stderr
 
 
+def test_promtool_unit_tests_of_the_alerts_pass() -> None:
+    """alerts.test.yml: the drift alert fires on a lasting shift, not on a burst or below."""
+    tested = run([tool("promtool"), "test", "rules", str(PROMETHEUS_DIR / "alerts.test.yml")])
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout + tested.stderr
+
+
 def dashboard_panels() -> list[dict[str, Any]]:
     panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
     return [p for p in panels if p.get("type") != "row"]

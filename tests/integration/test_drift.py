@@ -1,0 +1,99 @@
+"""Input drift through gunicorn with two workers: one window, whichever worker counts or answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .server import TOKEN, Gunicorn
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAMES = ["age", "income", "ratio"]
+CENTRE, SPREAD = np.array([40.0, 3000.0, 0.5]), np.array([10.0, 800.0, 0.1])
+
+
+def draw(rng: np.random.Generator, rows: int, shift: float = 0.0) -> np.ndarray:
+    """Rows like the training rows; `shift` standard deviations added to income."""
+    values = rng.normal(size=(rows, 3)) * SPREAD + CENTRE
+    values[:, 1] += shift * SPREAD[1]
+    return values
+
+
+@pytest.fixture(scope="module")
+def drifting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    gunicorn = Gunicorn(tmp_path_factory.mktemp("drift"), env={"NEURON_DRIFT_MIN_ROWS": "300"})
+    try:
+        gunicorn.start()
+        rows = draw(np.random.default_rng(1), 3_000)
+        body = {
+            "inputs": rows.tolist(),
+            "targets": (rows[:, 0] > 40).astype(int).tolist(),
+            "feature_names": NAMES,
+            "standardize": True,
+        }
+        assert gunicorn.post("/admin/retrain", body, headers=AUTH, timeout=60).ok
+        yield gunicorn
+    finally:
+        gunicorn.stop()
+
+
+def reports(server: Gunicorn, count: int) -> list[dict]:
+    return [server.get("/model/drift").json() for _ in range(count)]
+
+
+def answering_pids(server: Gunicorn, path: str) -> set[int]:
+    return {line["pid"] for line in server.log_lines() if line.get("path") == path}
+
+
+def test_every_worker_counts_into_one_window_and_answers_the_same(drifting: Gunicorn) -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(40):  # single rows and batches, each on a new connection
+        assert drifting.post("/predict", {"inputs": draw(rng, 1).tolist()}).ok
+        assert drifting.post("/predict", {"inputs": draw(rng, 9).tolist()}).ok
+    assert len(answering_pids(drifting, "/predict")) == 2, "both workers should have predicted"
+    answers = reports(drifting, 12)
+    assert len(answering_pids(drifting, "/model/drift")) == 2
+    assert all(answer == answers[0] for answer in answers), "workers disagree"
+    assert answers[0]["rows"] == 400 and answers[0]["drifting"] == 0
+    assert all(feature["score"] < 0.25 for feature in answers[0]["features"])
+    scores = [drifted_scores(drifting.get("/metrics").text) for _ in range(6)]
+    assert len(answering_pids(drifting, "/metrics")) == 2
+    assert all(s == scores[0] for s in scores)
+    assert scores[0] == {f["name"]: f["score"] for f in answers[0]["features"]}
+
+
+def drifted_scores(metrics: str) -> dict[str, float]:
+    prefix = 'neuron_input_drift_score{feature="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def test_a_shifted_feature_drifts_and_a_killed_worker_keeps_its_counts(drifting: Gunicorn) -> None:
+    rng = np.random.default_rng(3)
+    before = drifting.get("/model/drift").json()["rows"]
+    for _ in range(20):
+        assert drifting.post("/predict", {"inputs": draw(rng, 25, shift=2.0).tolist()}).ok
+    report = drifting.get("/model/drift").json()
+    assert report["rows"] == before + 500
+    scores = {f["name"]: f["score"] for f in report["features"]}
+    assert scores["income"] > 0.25 > max(scores["age"], scores["ratio"]), scores
+    assert [f["name"] for f in report["features"] if f["drifting"]] == ["income"]
+
+    victim = min(drifting.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while victim in drifting.worker_pids() or len(drifting.worker_pids()) < 2:
+        assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+        time.sleep(0.1)
+    # The dead worker's file stays until its counts leave the window: nothing it saw is lost.
+    assert Path(drifting.metrics_dir, "drift", f"drift-{victim}.bin").exists()
+    assert reports(drifting, 4)[-1]["rows"] == report["rows"]
