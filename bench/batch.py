@@ -159,6 +159,13 @@ def hidden_over_plain(
     }
 
 
+def drift_on_off(
+    service: Config, nodrift: Config, body: bytes, seconds: float
+) -> dict[str, dict[str, float]]:
+    """One repetition: the 10,000-row /predict with drift counting on, then off."""
+    return {"on": batch(service, body, seconds), "off": batch(nodrift, body, seconds)}
+
+
 def gzip_over_plain(service: Config, body: bytes, seconds: float) -> dict[str, dict[str, float]]:
     """One repetition: the 10,000-row /predict answered plain, then gzipped (Accept-Encoding)."""
     return {

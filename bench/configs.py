@@ -106,6 +106,7 @@ def main_set(workdir: Path, setup: GunicornSetup, quick: bool) -> list[Config]:
         gunicorn("flask", "bench.floors:flask_app", workdir),
         gunicorn("service", "service.wsgi:app", workdir),
         gunicorn("service-nometrics", "service.wsgi:app", workdir, NEURON_METRICS_ENABLED="false"),
+        gunicorn("service-nodrift", "service.wsgi:app", workdir, NEURON_DRIFT_ENABLED="false"),
     ]
     if not quick:
         other = setup.other

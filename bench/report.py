@@ -13,6 +13,7 @@ CONFIG_NAMES = {
     "flask": "Flask floor",
     "service": "the service",
     "service-nometrics": "the service, NEURON_METRICS_ENABLED=false",
+    "service-nodrift": "the service, NEURON_DRIFT_ENABLED=false",
 }
 
 
@@ -165,6 +166,20 @@ def batch_tables(data: dict[str, Any]) -> list[str]:
             "service/http/encoding.py). The wall time includes the client reading the answer "
             "(over loopback, where bytes cost little; on a real network the smaller answer "
             "gains its transfer time).",
+        ]
+    drift = data.get("drift_batch")
+    if drift:
+        out += [
+            "",
+            "## 10,000-row `/predict`, input drift counting on and off",
+            "",
+            "| drift counting | median wall ms/request | server CPU ms/request | rows/s |",
+            "|---|---:|---:|---:|",
+            *_wall_cpu_rows(drift, rows_per_s=True),
+            "",
+            "The same 10,000 x 3 body to `service` and to `service-nodrift` "
+            "(`NEURON_DRIFT_ENABLED=false`), one after the other in each repetition: counting "
+            "every row in the model's training bins (service/drift/) against not counting.",
         ]
     hidden = data.get("hidden_batch")
     if hidden:

@@ -93,7 +93,12 @@ def measure_batches(
         batch.hidden_model(hidden, matrix)
         data["hidden_batch"] = {}
     data["gzip_batch"] = {}
+    nodrift = named.get("service-nodrift")
+    data["drift_batch"] = {}
     for rep in range(reps):
+        if nodrift:
+            for key, result in batch.drift_on_off(service, nodrift, big, seconds).items():
+                data["drift_batch"].setdefault(key, []).append(result)
         for key, result in batch.gzip_over_plain(service, big, seconds).items():
             data["gzip_batch"].setdefault(key, []).append(result)
         if hidden:

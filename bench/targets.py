@@ -100,6 +100,26 @@ def metrics_cost(load: dict[str, Any]) -> list[Target]:
     ]  # fmt: skip
 
 
+def drift_cost(data: dict[str, Any]) -> list[Target]:
+    """Issue 23: counting rows for drift costs < 3 % of single-row req/s, < 5 % of a batch."""
+    load, out = data["load"], []
+    if "service-nodrift" in load:
+        ratio = per_rep(load, "service", "service-nodrift", "rps")
+        out.append(
+            Target("drift cost: 1 - req/s(drift on) / req/s(off), single row",
+                   ratio.shifted(1, -1), 0.03, at_least=False, digits=3)
+        )  # fmt: skip
+    drift = data.get("drift_batch")
+    if drift and drift.get("on"):
+        walls = zip(drift["on"], drift["off"], strict=False)
+        cost = Spread.of(on["wall_ms"] / off["wall_ms"] - 1 for on, off in walls)
+        out.append(
+            Target("drift cost: wall(drift on) / wall(off) - 1, 10,000-row JSON /predict",
+                   cost, 0.05, at_least=False, digits=3)
+        )  # fmt: skip
+    return out
+
+
 def mlserver(load: dict[str, Any]) -> list[Target]:
     if "mlserver" not in load:
         return []
@@ -172,6 +192,7 @@ def targets(data: dict[str, Any]) -> list[Target]:
         *single_row(load),
         *mlserver(load),
         *metrics_cost(load),
+        *drift_cost(data),
         *keepalive_share(load),
         *batches(data),
         *footprint(data),

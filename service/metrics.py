@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .drift import worst
-from .schemas import DriftReport
 from .store import ModelRecord
 
 LATENCY_BUCKETS = (
@@ -158,64 +154,6 @@ def evaluated(squared_errors: NDArray[np.float64], accuracy: float) -> None:
     EVALUATION_SQUARED_ERROR_TOTAL.inc(float(squared_errors.sum()))
     EVALUATION_LOSS.set(float(squared_errors.mean()))
     EVALUATION_ACCURACY.set(accuracy)
-
-
-class DriftCollector(Collector):
-    """The drift gauges, computed at scrape time from the window every worker shares.
-
-    Not multiprocess files: every worker reads the same counts, so any worker's answer is the
-    whole service's. Only the `top` worst features get a series of their own.
-    """
-
-    def __init__(self, report: Callable[[], DriftReport | None], top: int) -> None:
-        self._report = report
-        self._top = top
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        report = self._report()
-        if report is None:
-            return
-        scores = [f.score for f in report.features if f.score is not None]
-        yield _gauge(
-            "neuron_input_drift_threshold", "Score above which a feature drifts.", report.threshold
-        )
-        yield _gauge(
-            "neuron_input_drift_window_rows", "Rows predicted in the drift window.", report.rows
-        )
-        yield _gauge(
-            "neuron_input_drift_max_score",
-            "Highest feature drift score (NaN until the window has enough rows).",
-            max(scores) if scores else math.nan,
-        )
-        yield _gauge(
-            "neuron_input_drift_features_drifting",
-            "Features whose drift score is above the threshold.",
-            report.drifting,
-        )
-        score = GaugeMetricFamily(
-            "neuron_input_drift_score",
-            "Population stability index of the window's rows against the training bins, for "
-            "the worst features.",
-            labels=["feature"],
-        )
-        outside = GaugeMetricFamily(
-            "neuron_input_drift_out_of_range_ratio",
-            "Share of the window's rows outside the training range, for the worst features.",
-            labels=["feature"],
-        )
-        for feature in worst(report, self._top):
-            score.add_metric([feature.name], _number(feature.score))
-            outside.add_metric([feature.name], _number(feature.out_of_range))
-        yield score
-        yield outside
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
-
-
-def _number(value: float | None) -> float:
-    return math.nan if value is None else value
 
 
 def shared_dir() -> Path | None:

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from . import metrics
-from .drift import DriftMonitor
+from .drift import DriftMonitor, DriftReport
 from .errors import (
     CorruptModel,
     InsufficientStorage,
@@ -27,7 +27,6 @@ from .model.statistics import describe
 from .model.validation import Scores
 from .schemas import (
     Champion,
-    DriftReport,
     EvaluateRequest,
     EvaluateResponse,
     HiddenInfo,

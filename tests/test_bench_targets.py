@@ -54,3 +54,19 @@ def test_a_baseline_runs_its_own_config_and_does_not_count_for_keepalive() -> No
     data["load"]["service@baseline"] = {"runs": [_run(3000, 400, [1.0, 0.0])] * 3}
     rows = {t.name: t for t in targets(data)}
     assert rows["keep-alive load: smallest worker's share of the workers' CPU, any run"].met
+
+
+def test_drift_cost_is_judged_per_repetition_against_counting_off() -> None:
+    data = _data([[0.5, 0.5]] * 3)
+    off = [_run(3900, 320, [0.5, 0.5]), _run(3800, 330, [0.5, 0.5]), _run(3700, 330, [0.5, 0.5])]
+    data["load"]["service-nodrift"] = {"runs": off}
+    data["drift_batch"] = {
+        "on": [{"wall_ms": 3.3, "cpu_ms": 3.0, "rows_per_s": 1.0}],
+        "off": [{"wall_ms": 3.0, "cpu_ms": 3.0, "rows_per_s": 1.0}],
+    }
+    rows = {t.name: t for t in targets(data)}
+    single = rows["drift cost: 1 - req/s(drift on) / req/s(off), single row"]
+    assert single.measured.median == 0.0 and single.met  # 3800 / 3800 in the middle run
+    assert single.measured.hi == 1 - 3800 / 3900 > 0.025
+    batch = rows["drift cost: wall(drift on) / wall(off) - 1, 10,000-row JSON /predict"]
+    assert batch.measured.median == 3.3 / 3.0 - 1 and batch.met is False  # 10 % > 5 %

@@ -59,20 +59,40 @@ def test_a_zero_one_feature_gets_two_bins_and_a_constant_one_a_single_edge() -> 
     assert constant.edges == (5.0,) and constant.fractions == (0.0, 1.0)
 
 
-def test_per_row_cells_and_batch_counts_agree() -> None:
-    """Two implementations (bisect per row, searchsorted per column) count the same cells."""
-    bins = Bins(describe(ROWS, 10))
-    live = np.random.default_rng(3).normal(size=(500, 3)) * [2.0, 5.0, 0.1] + [0.0, 14.0, -3.0]
-    live[:5] = [[-50, 0, 0], [50, 10, -3], [0, 1e9, -3], [0, 10, -1e9], [0, 10, 3]]
-    by_row = np.zeros(bins.n_features * bins.width, dtype=np.int64)
-    for row in live.tolist():
+def by_rows(bins: Bins, rows: np.ndarray) -> np.ndarray:
+    counted = np.zeros(bins.n_features * bins.width, dtype=np.int64)
+    for row in rows.tolist():
         for cell in bins.cells(row):
-            by_row[cell] += 1
-    np.testing.assert_array_equal(by_row, bins.counts(live))
-    table = by_row.reshape(bins.n_features, bins.width)
-    assert (table[:, : bins.bins].sum(axis=1) == 500).all()
-    assert table[0, bins.bins] == np.count_nonzero(live[:, 0] < ROWS[:, 0].min()) >= 1
-    assert table[0, bins.bins + 1] == np.count_nonzero(live[:, 0] > ROWS[:, 0].max()) >= 1
+            counted[cell] += 1
+    return counted
+
+
+@pytest.mark.parametrize("features", [3, 40], ids=["a search per feature", "one comparison"])
+def test_per_row_cells_and_batch_counts_agree(features: int) -> None:
+    """Two implementations (bisect per row in Python, numpy per batch) count the same cells."""
+    rng = np.random.default_rng(3)
+    training = np.concatenate([ROWS, DISCRETE[rng.integers(0, 5, 1_000)]], axis=1)
+    training = np.tile(training, (1, -(-features // 6)))[:, :features]
+    bins = Bins(describe(training, 10))
+    live = training[rng.integers(0, 1_000, 80)] * rng.uniform(0.5, 1.5, (80, features))
+    live[:4] = training[:4] * [[-50], [50], [1e9], [-1e9]]  # beyond either end
+    live[4:8] = training[[0]]  # values equal to the training minimum or maximum
+    counted = bins.counts(live)
+    np.testing.assert_array_equal(by_rows(bins, live), counted)
+    table = counted.reshape(bins.n_features, bins.width)
+    assert (table[:, : bins.bins].sum(axis=1) == len(live)).all()
+    assert table[0, bins.bins] == np.count_nonzero(live[:, 0] < training[:, 0].min()) >= 1
+    assert table[0, bins.bins + 1] == np.count_nonzero(live[:, 0] > training[:, 0].max()) >= 1
+
+
+def test_a_big_batch_is_counted_by_a_weighted_sample_of_its_rows() -> None:
+    bins = Bins(describe(ROWS, 10))
+    live = np.random.default_rng(4).normal(size=(10_000, 3)) * [1.0, 5.0, 0.1] + [0, 10, -3]
+    counted = bins.counts(live).reshape(3, bins.width)[:, : bins.bins]
+    exact = by_rows(bins, live).reshape(3, bins.width)[:, : bins.bins]
+    assert (counted.sum(axis=1) == 10_000).all()  # every 8th row, each standing for 8
+    assert np.abs(counted / 10_000 - exact / 10_000).max() < 0.02
+    assert not np.array_equal(counted, exact)  # a sample, not every row
 
 
 def reference_psi(live: list[int], expected: list[float]) -> float:
@@ -262,3 +282,26 @@ def test_counting_off_leaves_no_counts(model_dir: Path) -> None:
     client.post("/predict", json={"inputs": [[1, 0, 0]] * 20})
     report = client.get("/model/drift").json
     assert report["rows"] == 0 and "off" in report["message"]
+
+
+@pytest.mark.parametrize(
+    ("shift", "share", "documented"),
+    [(0.5, 1.0, 0.23), (1.0, 1.0, 0.9), (2.0, 1.0, 3.3), (2.0, 0.3, 0.28)],
+)
+def test_the_scores_docs_metrics_md_gives_for_shifted_normals(
+    shift: float, share: float, documented: float
+) -> None:
+    rng = np.random.default_rng(0)
+    bins = Bins(describe(rng.normal(size=(10_000, 1)), 10))
+    live = rng.normal(size=(100_000, 1))
+    live[: int(share * len(live))] += shift
+    counts = bins.counts(live).reshape(1, -1)[:, : bins.bins]
+    score = stability_index(counts, bins.expected, bins.used)[0]
+    assert score == pytest.approx(documented, rel=0.08)
+
+
+def test_the_worked_example_of_docs_metrics_md() -> None:
+    score = stability_index(
+        np.array([[10, 20, 30, 40]]), np.array([[0.25] * 4]), np.ones((1, 4), bool)
+    )
+    assert round(float(score[0]), 3) == 0.228

@@ -22,6 +22,7 @@ UNITS = (
     "service.oip",
     "service.http",
     "service.serving",
+    "service.drift",
     "service.schemas",
     "service.metrics",
     "service.store",

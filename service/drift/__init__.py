@@ -2,9 +2,11 @@
 
 statistics (in service/model) describes the training rows and bins them; window.py keeps the
 recent counts of every worker; score.py computes the population stability index; monitor.py
-joins them for the serving path, GET /model/drift and /metrics.
+joins them for the serving path and GET /model/drift; exposition.py gives /metrics its gauges.
 """
 
+from .exposition import DriftCollector
 from .monitor import DriftMonitor, worst
+from .report import DriftReport, FeatureDrift
 
-__all__ = ["DriftMonitor", "worst"]
+__all__ = ["DriftCollector", "DriftMonitor", "DriftReport", "FeatureDrift", "worst"]

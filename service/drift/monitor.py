@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..model.neuron import Matrix
-from ..schemas import DriftReport, FeatureDrift
 from ..settings import Settings
 from ..store import ModelRecord
+from .report import DriftReport, FeatureDrift
 from .score import stability_index
 from .window import Window
 

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..drift import DriftReport
 from ..schemas import (
     CSV_TARGET_PARAMETER,
-    DriftReport,
     ErrorResponse,
     EvaluateRequest,
     EvaluateResponse,

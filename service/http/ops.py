@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from .. import __version__, metrics
+from ..drift import DriftCollector
 from ..schemas import Health, Index
 from . import docs
 from .api import server
@@ -59,7 +60,7 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def prometheus() -> Response:
     model_server = server()
-    drift = metrics.DriftCollector(
+    drift = DriftCollector(
         model_server.drift_report_if_ready, model_server.settings.drift_top_features
     )
     body, content_type = metrics.render(drift)

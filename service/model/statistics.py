@@ -11,6 +11,12 @@ from numpy.typing import NDArray
 from .neuron import Matrix
 
 DEFAULT_BINS = 10
+# A batch is counted on at most this many values: a systematic sample of its rows (every k-th,
+# each standing for k), which keeps a 10,000-row predict's counting to ~2 % of its time.
+SAMPLE_VALUES = 4096
+# Up to this many features one numpy search per feature; past it one comparison of every value
+# with every end (sample x features x ends stays under 4096 x 102 cells).
+_SEARCH_PER_FEATURE = 32
 
 
 @dataclass(frozen=True)
@@ -57,49 +63,72 @@ def describe(inputs: Matrix, bins: int = DEFAULT_BINS) -> list[FeatureStatistics
 
 
 class Bins:
-    """Every feature's bins at once, for counting live rows: padded to the widest feature.
+    """Every feature's bins at once, for counting live rows.
 
-    `width` columns per feature: the bins (unused ones stay empty), then the count of values
-    below the training minimum and above the training maximum.
+    A flat array of cells, `width` per feature: its bins (padded to the widest feature's), then
+    the values below the training minimum and above the maximum. One search per value finds
+    all three: in [min, edges..., just above max], `j` edges at or below x mean bin j - 1
+    (bin 0 for j = 0, the last bin past the end) and below or above the range at either end.
     """
 
     def __init__(self, features: list[FeatureStatistics]) -> None:
         self.n_features = len(features)
         self.bins = max(len(feature.fractions) for feature in features)
         self.width = self.bins + 2
-        self._edges = [list(feature.edges) for feature in features]
-        self._edge_arrays = [np.array(feature.edges) for feature in features]
-        self._ranges = [(feature.min, feature.max) for feature in features]
-        self.mins = np.array([low for low, _ in self._ranges])
-        self.maxs = np.array([high for _, high in self._ranges])
+        self._ends = [(f.min, *f.edges, float(np.nextafter(f.max, np.inf))) for f in features]
+        self._top = [len(ends) for ends in self._ends]
+        self._arrays = [np.array(ends) for ends in self._ends]
+        longest = max(self._top)
+        self._padded = np.full((self.n_features, longest), np.inf)
+        # For each feature and j, the cells it counts in: its bin, and below or above.
+        self._cells: list[list[tuple[int, ...]]] = []
+        self._map = np.zeros((self.n_features, longest + 1, self.width), dtype=np.int64)
+        for feature, ends in enumerate(self._ends):
+            self._padded[feature, : len(ends)] = ends
+            cells = [_cells_of(j, len(ends), self.bins) for j in range(longest + 1)]
+            for j, hits in enumerate(cells):
+                self._map[feature, j, list(hits)] = 1
+            self._cells.append([tuple(feature * self.width + c for c in hits) for hits in cells])
+        self._offsets = np.arange(self.n_features) * (longest + 1)
         self.expected = np.zeros((self.n_features, self.bins))
-        for row, feature in zip(self.expected, features, strict=True):
-            row[: len(feature.fractions)] = feature.fractions
         self.used = np.zeros((self.n_features, self.bins), dtype=bool)
-        for row, feature in zip(self.used, features, strict=True):
-            row[: len(feature.fractions)] = True
+        for feature, statistics in enumerate(features):
+            self.expected[feature, : len(statistics.fractions)] = statistics.fractions
+            self.used[feature, : len(statistics.fractions)] = True
 
     def cells(self, row: list[float]) -> list[int]:
-        """The flat counter cells one row adds 1 to (bin, below, above), in pure Python."""
-        cells, width, bins = [], self.width, self.bins
+        """The cells one row adds 1 to, in pure Python (a few rows: cheaper than numpy)."""
+        cells: list[int] = []
         for feature, value in enumerate(row):
-            base = feature * width
-            cells.append(base + bisect_right(self._edges[feature], value))
-            low, high = self._ranges[feature]
-            if value < low:
-                cells.append(base + bins)
-            elif value > high:
-                cells.append(base + bins + 1)
+            cells += self._cells[feature][bisect_right(self._ends[feature], value)]
         return cells
 
     def counts(self, inputs: Matrix) -> NDArray[np.int64]:
-        """How many of `inputs` fall in each cell: a flat array of n_features x width counts."""
-        table = np.zeros((self.n_features, self.width), dtype=np.int64)
-        # Per feature, not one rows x features x edges comparison: that would hold 90 MB for
-        # 10,000 rows of 1,000 features.
-        for feature, (edges, column) in enumerate(zip(self._edge_arrays, inputs.T, strict=True)):
-            index = np.searchsorted(edges, column, side="right")
-            table[feature, : len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
-        table[:, self.bins] = np.count_nonzero(inputs < self.mins, axis=0)
-        table[:, self.bins + 1] = np.count_nonzero(inputs > self.maxs, axis=0)
-        return table.ravel()
+        """How many of `inputs` fall in each cell (a sample of a big batch, weighted)."""
+        stride = -(-len(inputs) * self.n_features // SAMPLE_VALUES)  # ceil
+        sample = inputs[::stride] if stride > 1 else inputs
+        found = (self._search(sample) + self._offsets).ravel()
+        per_j = np.bincount(found, minlength=self._map.shape[0] * self._map.shape[1])
+        table = np.einsum("fj,fjw->fw", per_j.reshape(self._map.shape[:2]), self._map)
+        return np.asarray(table.ravel() * max(stride, 1), dtype=np.int64)
+
+    def _search(self, sample: Matrix) -> NDArray[np.intp]:
+        """j per value: how many of its feature's ends are at or below it."""
+        if self.n_features <= _SEARCH_PER_FEATURE:
+            columns = [
+                np.searchsorted(e, c, side="right")
+                for e, c in zip(self._arrays, sample.T, strict=True)
+            ]
+            return np.stack(columns, axis=1)
+        compared = sample[:, :, None] >= self._padded[None, :, :]
+        return np.asarray(np.count_nonzero(compared, axis=2), dtype=np.intp)
+
+
+def _cells_of(j: int, ends: int, bins: int) -> tuple[int, ...]:
+    """The cells of a value with j of its feature's `ends` at or below it."""
+    last = ends - 2  # the feature's last bin
+    if j == 0:
+        return (0, bins)  # bin 0, below the minimum
+    if j >= ends:
+        return (last, bins + 1)  # the last bin, above the maximum
+    return (j - 1,)
