@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from .report import DriftReport, FeatureDrift
 from .score import stability_index
 from .window import Window
 
-# Up to this many rows, per-row bisect in Python beats numpy's per-call overhead.
-_FEW_ROWS = 8
+log = logging.getLogger("neuron.drift")
+# Up to this many values (rows x features), bisect in Python beats numpy's per-call overhead.
+_FEW_VALUES = 64
 
 
 class DriftMonitor:
@@ -26,17 +28,24 @@ class DriftMonitor:
         self.min_rows = settings.drift_min_rows
         self.window_seconds = settings.drift_window_seconds
         self._window = Window(directory, settings.drift_window_seconds)
+        self._failed = False
 
     def observe(self, inputs: Matrix, record: ModelRecord) -> None:
+        """Count the rows; a failure to (a full /dev/shm) costs the counts, never the answer."""
         bins = record.bins
         if bins is None or not self.enabled:
             return
         cells = bins.n_features * bins.width
-        if len(inputs) <= _FEW_ROWS:
-            hits = [cell for row in inputs.tolist() for cell in bins.cells(row)]
-            self._window.add_cells(record.version, cells, hits)
-        else:
-            self._window.add_counts(record.version, bins.counts(inputs))
+        try:
+            if len(inputs) * bins.n_features <= _FEW_VALUES:
+                hits = [cell for row in inputs.tolist() for cell in bins.cells(row)]
+                self._window.add_cells(record.version, cells, hits)
+            else:
+                self._window.add_counts(record.version, bins.counts(inputs))
+        except OSError as exc:
+            if not self._failed:
+                log.error("input drift counting failed, rows go uncounted: %s", exc)
+            self._failed = True
 
     def report(self, record: ModelRecord) -> DriftReport:
         names = record.document.feature_names or [f"x{i}" for i in range(record.neuron.n_inputs)]
@@ -46,7 +55,7 @@ class DriftMonitor:
         table = self._window.totals(record.version, bins.n_features * bins.width)
         table = table.reshape(bins.n_features, bins.width)
         live = table[:, : bins.bins]
-        rows = int(live[0].sum())
+        rows = round(float(live[0].sum()))  # weighted: a sampled row stands for several
         if rows < self.min_rows or not self.enabled:
             return self._report(record, names, rows, [None] * len(names), [None] * len(names))
         scores = stability_index(live, bins.expected, bins.used)

@@ -10,7 +10,7 @@ EPSILON = 1e-4
 
 
 def stability_index(
-    live: NDArray[np.int64], expected: NDArray[np.float64], used: NDArray[np.bool_]
+    live: NDArray[np.float64], expected: NDArray[np.float64], used: NDArray[np.bool_]
 ) -> NDArray[np.float64]:
     """PSI per feature: the sum over bins of (live - expected) x ln(live / expected).
 

@@ -1,5 +1,8 @@
 """Recent per-cell counts of predicted rows: one file per process, summed by whoever reads.
 
+Counts are float64 (a sampled row stands for several); so are the header and the time steps,
+whose integers stay exact far past any value they take.
+
 Like client_python's multiprocess mode, each process writes only its own memory-mapped file
 (``drift-<pid>.bin``) and a reader sums every file, so no lock spans processes and every
 gunicorn worker reads the same totals. The window is a ring of SLOTS time steps; a step is
@@ -28,8 +31,8 @@ class _Area:
 
     def __init__(self, buffer: mmap.mmap | bytearray, version: int, cells: int) -> None:
         self.buffer = buffer
-        self.items = memoryview(buffer).cast("q")
-        self.array = np.frombuffer(buffer, dtype=np.int64)
+        self.items = memoryview(buffer).cast("d")
+        self.array = np.frombuffer(buffer, dtype=np.float64)
         self.version, self.cells = version, cells
         self.array[:_HEADER] = (version, cells, SLOTS, os.getpid())
         self.stamps = self.array[_HEADER : _HEADER + SLOTS]
@@ -59,13 +62,13 @@ class Window:
             for cell in hits:
                 items[base + cell] += 1
 
-    def add_counts(self, version: int, counts: NDArray[np.int64]) -> None:
-        """Add a whole array of per-cell counts."""
+    def add_counts(self, version: int, counts: NDArray[np.float64]) -> None:
+        """Add a whole array of per-cell counts (weighted: a sample's rows stand for several)."""
         with self._lock:
             area = self._writable(version, len(counts))
             area.counts[self._slot(area)] += counts
 
-    def totals(self, version: int, cells: int) -> NDArray[np.int64]:
+    def totals(self, version: int, cells: int) -> NDArray[np.float64]:
         """The counts of the last window, summed over every process, for this version."""
         now = self._bucket()
         if self._directory is None:
@@ -74,7 +77,7 @@ class Window:
                 tables = [] if area is None else [area.array.copy()]
         else:
             tables = list(self._read_all(now))
-        total = np.zeros(cells, dtype=np.int64)
+        total = np.zeros(cells)
         for table in tables:
             version_, cells_, slots = table[:3]
             if (version_, cells_, slots) != (version, cells, SLOTS):
@@ -116,19 +119,21 @@ class Window:
         path = self._directory / f"{_PREFIX}{os.getpid()}.bin"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "w+b") as file:
-            file.truncate(size)
+            # Blocks allocated now: a full /dev/shm fails here (OSError), never as a SIGBUS
+            # when a page of the mapping is first written.
+            os.posix_fallocate(file.fileno(), 0, size)
             buffer = mmap.mmap(file.fileno(), size)
         area = _Area(buffer, version, cells)
         # Readers see the old file or the whole new one, never a half-made one.
         os.replace(temporary, path)
         return area
 
-    def _read_all(self, now: int) -> list[NDArray[np.int64]]:
+    def _read_all(self, now: int) -> list[NDArray[np.float64]]:
         assert self._directory is not None
         tables = []
         for path in self._directory.glob(f"{_PREFIX}*.bin"):
             try:
-                table = np.fromfile(path, dtype=np.int64)
+                table = np.fromfile(path, dtype=np.float64)
             except OSError:
                 continue  # replaced or removed meanwhile
             if len(table) < _HEADER + SLOTS:
@@ -140,7 +145,7 @@ class Window:
         return tables
 
 
-def _expired(table: NDArray[np.int64], now: int) -> bool:
+def _expired(table: NDArray[np.float64], now: int) -> bool:
     return bool(np.all(table[_HEADER : _HEADER + SLOTS] <= now - SLOTS))
 
 
