@@ -22,6 +22,7 @@ from service.app import create_app
 from service.drift.score import EPSILON, stability_index
 from service.drift.window import Window
 from service.errors import CorruptModel
+from service.model import statistics as statistics_module
 from service.model.statistics import Bins, describe
 from service.settings import Settings
 from service.store import canonical, decode
@@ -67,9 +68,16 @@ def by_rows(bins: Bins, rows: np.ndarray) -> np.ndarray:
     return counted
 
 
-@pytest.mark.parametrize("features", [3, 40], ids=["a search per feature", "one comparison"])
-def test_per_row_cells_and_batch_counts_agree(features: int) -> None:
+@pytest.mark.parametrize(
+    ("features", "at_once"),
+    [(3, 1 << 18), (40, 1 << 18), (40, 0)],
+    ids=["a search per feature", "one comparison", "too many to compare at once"],
+)
+def test_per_row_cells_and_batch_counts_agree(
+    features: int, at_once: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two implementations (bisect per row in Python, numpy per batch) count the same cells."""
+    monkeypatch.setattr(statistics_module, "_COMPARED_AT_ONCE", at_once)
     rng = np.random.default_rng(3)
     training = np.concatenate([ROWS, DISCRETE[rng.integers(0, 5, 1_000)]], axis=1)
     training = np.tile(training, (1, -(-features // 6)))[:, :features]
