@@ -160,6 +160,21 @@ def test_counts_leave_the_window_and_dead_writers_files_go_with_them(tmp_path: P
     assert window.totals(1, 4).tolist() == [0, 2, 0, 0]
 
 
+def test_a_writer_sweeps_dead_writers_expired_files_even_if_nobody_reads(tmp_path: Path) -> None:
+    fork_and_add(tmp_path, 1, [2], 1.2)
+    (first,) = tmp_path.glob("drift-*.bin")
+    time.sleep(1.5)  # the window is 1.2 s
+    fork_and_add(tmp_path, 1, [3], 1.2)  # its new file sweeps the first: dead and expired
+    (second,) = tmp_path.glob("drift-*.bin")
+    assert second != first
+    window = Window(tmp_path, 1.2)
+    window.add_cells(1, 4, [0])  # dead too, the second's counts are still in the window
+    assert sorted(tmp_path.glob("drift-*.bin")) == sorted(
+        [second, tmp_path / f"drift-{os.getpid()}.bin"]
+    )
+    assert window.totals(1, 4).tolist() == [1, 0, 0, 1]
+
+
 def test_a_new_version_starts_from_zero_in_memory_too() -> None:
     window = Window(None, 60)
     window.add_cells(1, 4, [0, 0])

@@ -116,6 +116,7 @@ class Window:
         if self._directory is None:
             return _Area(bytearray(size), version, cells)
         self._directory.mkdir(parents=True, exist_ok=True)
+        self._read_all(self._bucket())  # also sweeps dead workers' expired files: reads may be rare
         path = self._directory / f"{_PREFIX}{os.getpid()}.bin"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "w+b") as file:
