@@ -106,3 +106,42 @@ def test_a_shifted_feature_drifts_and_a_killed_worker_keeps_its_counts(drifting:
     # The dead worker's file stays until its counts leave the window: nothing it saw is lost.
     assert Path(drifting.metrics_dir, "drift", f"drift-{victim}.bin").exists()
     assert reports(drifting, 4)[-1]["rows"] == report["rows"]
+
+
+def test_a_real_data_set_sent_raw_and_one_column_in_other_units(tmp_path: Path) -> None:
+    """scikit-learn's breast cancer rows, 30 raw features: the held-out half looks like the
+    training half; the same half with `mean radius` in millimetres (x 10) drifts on it alone."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    order = np.random.default_rng(0).permutation(len(data.target))
+    train, held = order[: len(order) // 2], order[len(order) // 2 :]
+    names = [name.replace(" ", "_") for name in data.feature_names]
+    gunicorn = Gunicorn(tmp_path / "cancer", env={"NEURON_DRIFT_MIN_ROWS": "200"})
+    try:
+        gunicorn.start()
+        body = {
+            "inputs": data.data[train].tolist(),
+            "targets": data.target[train].tolist(),
+            "feature_names": names,
+            "standardize": True,
+        }
+        assert gunicorn.post("/admin/retrain", body, headers=AUTH, timeout=60).ok
+        rows = data.data[held]
+        for start in range(0, len(rows), 20):
+            assert gunicorn.post("/predict", {"inputs": rows[start : start + 20].tolist()}).ok
+        calm = gunicorn.get("/model/drift").json()
+        assert calm["rows"] == len(held) and calm["drifting"] == 0, calm
+        assert max(f["score"] for f in calm["features"]) < 0.2
+
+        millimetres = rows.copy()
+        millimetres[:, 0] *= 10
+        for start in range(0, len(rows), 20):
+            batch = millimetres[start : start + 20].tolist()
+            assert gunicorn.post("/predict", {"inputs": batch}).ok
+        shifted = gunicorn.get("/model/drift").json()
+        assert [f["name"] for f in shifted["features"] if f["drifting"]] == ["mean_radius"]
+        series = drifted_scores(gunicorn.get("/metrics").text)
+        assert len(series) == 10 and max(series, key=series.__getitem__) == "mean_radius"
+    finally:
+        gunicorn.stop()
