@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any, Literal
@@ -142,21 +142,14 @@ class StoredFeatureStatistics(BaseModel):
         return [] if self.min <= self.max else ["input_statistics min above max"]
 
     def statistics(self) -> FeatureStatistics:
+        lists = {"edges", "fractions"}
         return FeatureStatistics(
-            self.count, self.mean, self.std, self.min, self.max, (*self.edges,), (*self.fractions,)
+            **self.model_dump(exclude=lists), edges=(*self.edges,), fractions=(*self.fractions,)
         )
 
     @classmethod
     def of(cls, feature: FeatureStatistics) -> StoredFeatureStatistics:
-        return cls(
-            count=feature.count,
-            mean=feature.mean,
-            std=feature.std,
-            min=feature.min,
-            max=feature.max,
-            edges=list(feature.edges),
-            fractions=list(feature.fractions),
-        )
+        return cls.model_validate(asdict(feature))
 
 
 class TrainingMetadata(BaseModel):
