@@ -52,11 +52,13 @@ class Answer:
 def version_of(model_name: str, model_version: str | None) -> int | None:
     """The version a URL or a gRPC call names (None: the serving one); 404 for another model."""
     if model_name != MODEL_NAME:
-        raise ModelNotFound(f"unknown model {model_name!r}: this server serves {MODEL_NAME!r}")
+        raise ModelNotFound(
+            f"unknown model {_shown(model_name)}: this server serves {MODEL_NAME!r}"
+        )
     if model_version is None:
         return None
     if not _VERSION.match(model_version):
-        raise ModelNotFound(f"model {MODEL_NAME!r} has no version {model_version!r}")
+        raise ModelNotFound(f"model {MODEL_NAME!r} has no version {_shown(model_version)}")
     return int(model_version)
 
 

@@ -40,6 +40,9 @@ STATUS_CODES = {
     507: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _CODE_STATUS = {grpc.StatusCode.OK: 200, grpc.StatusCode.UNIMPLEMENTED: 501}
+# The message travels in a trailer, and clients refuse metadata past 8 KiB (grpcio's default):
+# a message echoing a huge name is cut. REST's body has no such limit; below it, both agree.
+MAX_DETAILS = 2048
 
 Reply = TypeVar("Reply")
 
@@ -138,7 +141,7 @@ class InferenceService:
         except ServiceError as error:
             status, reply = error_status(error), empty()
             context.set_code(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL))
-            context.set_details(error_message(error))
+            context.set_details(_cut(error_message(error)))
         except Exception:
             log.exception("unhandled error on gRPC %s", name)
             status, reply = 500, empty()
@@ -166,6 +169,10 @@ class InferenceService:
                 "duration_ms": round(elapsed * 1000, 3),
             },
         )
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS else message[: MAX_DETAILS - 3] + "..."
 
 
 def _live() -> pb.ServerLiveResponse:
