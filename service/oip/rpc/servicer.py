@@ -39,7 +39,8 @@ STATUS_CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     507: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-_CODE_STATUS = {grpc.StatusCode.OK: 200, grpc.StatusCode.UNIMPLEMENTED: 501}
+# An RPC the service lacks is REST's route it lacks (404), not a server error (5xx alerts).
+_CODE_STATUS = {grpc.StatusCode.OK: 200, grpc.StatusCode.UNIMPLEMENTED: 404}
 # The message travels in a trailer, and clients refuse metadata past 8 KiB (grpcio's default):
 # a message echoing a huge name is cut. REST's body has no such limit; below it, both agree.
 MAX_DETAILS = 2048
