@@ -6,6 +6,7 @@ infer carrying the same bytes, or the JSON one carrying the same numbers), and n
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from service.oip.rpc import grpc_predict_v2_pb2 as pb
+from tests.binary_cases import CASES, HEADER, INFER
 
 from . import grpcmsg
 from .grpcmsg import Tensor, raw_request, refusal, rest_twin, typed_request
@@ -184,3 +186,79 @@ def test_grpc_calls_are_counted_by_status_and_logged(shared_server: Gunicorn) ->
     lines = [line for line in shared_server.log_lines() if line.get("endpoint") == endpoint]
     assert {line["status"] for line in lines} >= {200, 400, 404}
     assert all(line["method"] == "GRPC" and len(line["request_id"]) == 32 for line in lines)
+
+
+def _grpc_twin(body: bytes, headers: dict[str, str]) -> pb.ModelInferRequest | None:
+    """The ModelInfer carrying the same tensors as a binary REST body; None if gRPC cannot
+    say it (a malformed header or length, a body-level model name: the parts gRPC has not)."""
+    length = headers.get(HEADER, "")
+    if not length.isdigit() or not 0 < int(length) <= len(body):
+        return None
+    if headers.get("Content-Type", "application/octet-stream") != "application/octet-stream":
+        return None  # a media type is HTTP's: gRPC has none to get wrong
+    try:
+        header = json.loads(body[: int(length)], parse_constant=_refuse, object_pairs_hook=_once)
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or not set(header) <= {"inputs", "id"}:
+        return None
+    message, data = (
+        pb.ModelInferRequest(model_name="neuron", id=header.get("id", "")),
+        body[int(length) :],
+    )
+    for t in header.get("inputs") or [None]:
+        if not isinstance(t, dict) or set(t) != {"name", "shape", "datatype", "parameters"}:
+            return None
+        size = t["parameters"].get("binary_data_size")
+        if (
+            set(t["parameters"]) != {"binary_data_size"}
+            or type(size) is not int
+            or not 0 <= size <= len(data)
+        ):
+            return None
+        if not all(type(n) is int and abs(n) < 2**63 for n in t["shape"]):
+            return None
+        message.inputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        message.raw_input_contents.append(data[:size])
+        data = data[size:]
+    return None if data else message
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(constant)
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all distinct (protobuf fields cannot repeat a key)."""
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+TWINS = [
+    (name, body, headers, twin)
+    for name, (body, headers), _ in CASES
+    if (twin := _grpc_twin(body, headers)) is not None
+]
+
+
+def test_most_of_the_binary_table_has_a_grpc_twin() -> None:
+    assert len(TWINS) >= 25, [name for name, *_ in TWINS]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "twin"), [t[1:] for t in TWINS], ids=[t[0] for t in TWINS]
+)
+def test_the_binary_table_answers_alike_over_grpc(
+    shared_server: Gunicorn, body: bytes, headers: dict[str, str], twin: pb.ModelInferRequest
+) -> None:
+    """tests/binary_cases.py's requests that gRPC can carry: the same answer or the same error."""
+    rest = shared_server.post(INFER, data=body, headers=headers)
+    if rest.status_code == 200:
+        answer = grpcmsg.infer(shared_server.grpc_target, twin)
+        assert np.array_equal(grpcmsg.outputs(answer), rest.json()["outputs"][0]["data"])
+        assert answer.id == rest.json().get("id", "")
+        return
+    code, details = refusal(shared_server.grpc_target, twin)
+    assert code == (NOT_FOUND if rest.status_code == 404 else INVALID)
+    assert details == rest.json()["error"]
