@@ -28,6 +28,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     NEURON_BIND=0.0.0.0:8000 \
+    NEURON_GRPC_BIND=0.0.0.0:8081 \
     NEURON_MODEL_DIR=/data \
     PROMETHEUS_MULTIPROC_DIR=/dev/shm/neuron-metrics
 
@@ -45,7 +46,8 @@ WORKDIR /app
 COPY gunicorn.conf.py ./
 # The model versions live here: mount a named volume so they outlive the container.
 VOLUME ["/data"]
-EXPOSE 8000
+# 8000: HTTP (REST and V2 REST); 8081: the Open Inference Protocol over gRPC (h2c).
+EXPOSE 8000 8081
 USER 10001:10001
 
 # Slim images have no curl: urlopen raises (exit 1) on a refused connection or a 503 from /readyz.

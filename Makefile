@@ -11,7 +11,7 @@ MAIN_VERSION    := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version
 OTHER_VERSIONS  := $(filter-out $(MAIN_VERSION),$(PYTHON_VERSIONS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest pytest-versions test-packages chromium screenshot lock clean
+.PHONY: help venv run test lint typecheck pytest pytest-versions test-packages chromium screenshot lock grpc-stubs clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-test.lock
 
 venv: $(STAMP)  ## Create .venv with the pinned runtime and test dependencies.
 
-run: $(STAMP)  ## Serve on NEURON_BIND (default 127.0.0.1:8000) with gunicorn.
+run: $(STAMP)  ## Serve on NEURON_BIND (127.0.0.1:8000) and gRPC on NEURON_GRPC_BIND (:8081).
 	$(BIN)/gunicorn -c gunicorn.conf.py service.wsgi:app
 
 test: lint typecheck pytest pytest-versions  ## Lint, type-check and run every test (what CI runs).
@@ -71,6 +71,9 @@ lock:  ## Re-pin requirements*.lock from pyproject.toml in a throw-away venv.
 	.lock-venv/bin/pip install --quiet '.[test]'
 	.lock-venv/bin/pip freeze --exclude neuron-service > requirements-test.lock
 	rm -rf .lock-venv
+
+grpc-stubs: $(STAMP)  ## Regenerate service/oip/rpc's stubs from its .proto (grpcio-tools; a test compares).
+	$(BIN)/python -m tests.grpcstubs
 
 clean:  ## Remove the venv, caches and the local model directory.
 	rm -rf $(VENV) .venv-3.* var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,7 +10,7 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from service.server import malloc  # noqa: E402
+from service.server import grpcside, malloc  # noqa: E402
 from service.server.fairworker import ConnectionBoard  # noqa: E402
 
 # Fails here, in the master, with pydantic's message if a setting is wrong (e.g. a short token).
@@ -47,12 +47,18 @@ proc_name = "neuron-service"
 
 # Made here, in the master, before any fork: every worker maps the same memory.
 _board = ConnectionBoard()
+_grpc_claim = None  # the master's hold on NEURON_GRPC_BIND, for as long as it runs
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    """Wipe the metrics directory: files of an earlier run would be summed into this one."""
+    """Wipe the metrics directory: files of an earlier run would be summed into this one.
+
+    And claim the gRPC address for this server's workers (service/server/grpcside.py).
+    """
+    global _grpc_claim
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    _grpc_claim = grpcside.claim_port(_settings)
 
 
 def pre_fork(server, worker):  # type: ignore[no-untyped-def]
@@ -72,8 +78,20 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+    # After the freeze: grpcio's own objects are made for this worker alone.
+    grpcside.start(worker)
     # gunicorn says "Booting worker" before the app loads; this says the app is loaded.
     worker.log.info("Worker ready (pid: %s)", worker.pid)
+
+
+def worker_int(worker):  # type: ignore[no-untyped-def]
+    """SIGINT or SIGQUIT: the worker quits at once, and so does its gRPC server."""
+    grpcside.stop(worker, None)
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """The worker's HTTP loop is over: let gRPC calls in flight finish, then stop it."""
+    grpcside.stop(worker, server.cfg.graceful_timeout)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

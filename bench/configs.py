@@ -199,4 +199,5 @@ def mlserver(workdir: Path) -> Config | None:
     server = MLServer(
         [str(binary), "start", str(model)], workdir, env, cwd=workdir, name="mlserver"
     )
+    server.grpc_port = int(env["MLSERVER_GRPC_PORT"])  # type: ignore[attr-defined]
     return Config("mlserver", server, V2_INFER, V2_ONE_ROW)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import grpcbench
 from bench.chart import chart
 from bench.targets import Spread, Target, context, targets
 
@@ -336,6 +337,7 @@ def write(data: dict[str, Any], md: Path, png: Path) -> None:
         *targets_table(rows, data),
         *single_row_table(data),
         *batch_tables(data),
+        *grpcbench.table(data),
         *footprint_tables(data),
         *micro_tables(data),
         *gap_analysis(data, rows),

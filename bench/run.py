@@ -22,7 +22,7 @@ from typing import Any
 if __name__ == "__main__":  # `python bench/run.py`: the repository root, not bench/, on the path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench import batch, configs, machine, micro, profiling, report, startup
+from bench import batch, configs, grpcbench, machine, micro, profiling, report, startup
 from bench.configs import BENCH, Config, GunicornSetup
 from bench.log import log
 from bench.wrk import body_file, interleaved
@@ -113,12 +113,15 @@ def measure_batches(
             data["batch"]["mlserver"].append(batch.batch(ml, batch.mlserver_body(matrix), seconds))
         for key, result in batch.v2_over_floor(service, bare, matrix, seconds).items():
             data["v2_batch"].setdefault(key, []).append(result)
+        for key, result in grpcbench.grpc_beside_rest(service, seconds, ml).items():
+            data.setdefault("grpc", {}).setdefault(key, []).append(result)
         v2 = {k: v[-1]["wall_ms"] for k, v in data["v2_batch"].items()}
         log(
             f"batch rep {rep + 1}: JSON {pair['service']['wall_ms']:.2f} ms (floor "
             f"{pair['bare']['wall_ms']:.2f}); V2 binary {v2['service binary']:.2f} ms (floor "
             f"{v2['bare binary']:.2f}), V2 JSON {v2['service json']:.2f} ms (floor "
-            f"{v2['bare json']:.2f})"
+            f"{v2['bare json']:.2f}); gRPC/REST "
+            + ", ".join(f"{n} rows {r:.2f}" for n, r in grpcbench.grpc_ratios(data["grpc"]).items())
         )
 
 

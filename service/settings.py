@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         description="Answer CORS for /admin/* too, so that a page of an allowed origin may send "
         "the admin token; off unless asked for.",
     )
+    grpc_bind: str = Field(
+        "127.0.0.1:8081",
+        description="Address (host:port) of the Open Inference Protocol over gRPC, served by "
+        "every worker on one port (SO_REUSEPORT); empty turns gRPC off.",
+    )
     drift_enabled: bool = Field(
         True,
         description="Count every predicted row in its training bins, for GET /model/drift and "
@@ -176,6 +181,26 @@ class Settings(BaseSettings):
                     "no path and no trailing slash)"
                 )
         return origins
+
+    @field_validator("grpc_bind")
+    @classmethod
+    def _grpc_bind(cls, value: str) -> str:
+        grpc_address(value)  # refuses a malformed address at start-up, naming it
+        return value
+
+
+def grpc_address(bind: str) -> tuple[str, int] | None:
+    """(host, port) of a NEURON_GRPC_BIND, None when empty (gRPC off); ValueError if malformed.
+
+    A fixed port: every worker binds it (SO_REUSEPORT), so port 0 would give each its own.
+    """
+    if not bind.strip():
+        return None
+    host, _, port = bind.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"grpc_bind: {bind!r} is not host:port with a port from 1 to 65535")
+    return host, int(port)
 
 
 def store_kind(url: str | None) -> str:

@@ -204,3 +204,50 @@ def test_every_probe_path_is_a_route_of_the_service(base, app) -> None:
     }
     assert paths == {"/readyz", "/healthz", "/v2/health/ready", "/v2/health/live"}
     assert paths <= routes
+
+
+KSERVE_GRPC = BASE / "kserve-grpc"
+
+
+def image_grpc_port() -> int:
+    """The port of the image's NEURON_GRPC_BIND (the Dockerfile's ENV)."""
+    found = re.search(r"NEURON_GRPC_BIND=[^\s:]+:(\d+)", (ROOT / "Dockerfile").read_text())
+    assert found is not None, "the Dockerfile sets no NEURON_GRPC_BIND"
+    return int(found.group(1))
+
+
+def test_the_deployment_and_service_carry_grpc_to_the_images_port(base) -> None:
+    ports = {p["name"]: p for p in container(base["Deployment"])["ports"]}
+    assert ports["grpc"]["containerPort"] == image_grpc_port()
+    service = {p["name"]: p for p in base["Service"]["spec"]["ports"]}
+    assert service["grpc"]["targetPort"] == "grpc"
+    assert service["grpc"]["appProtocol"] == "kubernetes.io/h2c"  # gRPC without TLS
+
+
+def test_kserve_grpc_service_routes_h2c_to_the_images_grpc_port(base, tmp_path: Path) -> None:
+    rest = by_kind(render(KSERVE))["ServingRuntime"]
+    kserve = by_kind(render(KSERVE_GRPC))
+    service, runtime = kserve["InferenceService"], kserve["ServingRuntime"]
+    model = service["spec"]["predictor"]["model"]
+    assert (model["runtime"], model["protocolVersion"]) == (runtime["metadata"]["name"], "v2")
+    assert runtime["metadata"]["name"] != rest["metadata"]["name"]
+    (predictor,) = runtime["spec"]["containers"]
+    # One port, named h2c as Knative wants of HTTP/2, on the image's gRPC port; probed there.
+    assert predictor["ports"] == [
+        {"name": "h2c", "containerPort": image_grpc_port(), "protocol": "TCP"}
+    ]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert predictor[probe]["tcpSocket"]["port"] == image_grpc_port()
+    # The same image, settings and store as the REST runtime: both serve the same versions.
+    (rest_predictor,) = rest["spec"]["containers"]
+    assert predictor["image"] == rest_predictor["image"] == container(base["Deployment"])["image"]
+    assert predictor["env"] == rest_predictor["env"]
+    assert not any(f.get("autoSelect") for f in runtime["spec"]["supportedModelFormats"])
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kserve-grpc-predictor-check"},
+        "spec": {"containers": [predictor], "volumes": runtime["spec"]["volumes"]},
+    }
+    result = validate([pod], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -179,5 +179,10 @@ def test_the_top_level_keeps_only_what_ties_the_layers_together() -> None:
 
 
 def test_modules_stay_short() -> None:
-    lengths = {module: len(path.read_text().splitlines()) for module, path in _sources().items()}
+    # Generated gRPC stubs (make grpc-stubs) are not written here: only what is written is kept short.
+    lengths = {
+        module: len(path.read_text().splitlines())
+        for module, path in _sources().items()
+        if not module.endswith(("_pb2", "_pb2_grpc"))
+    }
     assert {module: n for module, n in lengths.items() if n > MAX_LINES} == {}

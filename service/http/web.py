@@ -176,6 +176,12 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _on_unexpected)
 
 
+def make_request_id(supplied: str) -> str:
+    """The client's X-Request-ID if well formed, else a new one."""
+    # 32 hex digits like uuid4().hex, without building a UUID object on every request.
+    return supplied if _REQUEST_ID.match(supplied) else os.urandom(16).hex()
+
+
 class _Observed:
     """Flask's WSGI app wrapped once: request id, security headers, metrics and access log.
 
@@ -191,9 +197,7 @@ class _Observed:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        supplied = environ.get("HTTP_X_REQUEST_ID", "")
-        # 32 hex digits like uuid4().hex, without building a UUID object on every request.
-        request_id = supplied if _REQUEST_ID.match(supplied) else os.urandom(16).hex()
+        request_id = make_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
 
         def observed(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             # Neither header is set anywhere else in the app (a test checks there is one of each).

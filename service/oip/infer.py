@@ -1,16 +1,18 @@
 """A V2 inference without HTTP: body to request and matrix, matrix to answer, error to message.
 
-The Flask view (routes.py) and the binary lane (lane.py) both translate HTTP around these,
-so a request answers the same whichever of the two serves it. No Flask here.
+The Flask view (routes.py), the binary lane (lane.py) and the gRPC service (rpc/) all
+translate around these, so a request answers the same whichever serves it. No Flask here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
 
+from ..errors import NotFound as ModelNotFound
 from ..errors import ServiceError
 from ..http.web import json_bytes, validate
 from ..serving import ModelServer
@@ -35,6 +37,7 @@ INFER_RULE = "/models/<model_name>/infer"  # under PREFIX; the endpoint label of
 # A binary body may say it is binary, JSON (its start), or, as tritonclient sends it, nothing.
 BINARY_BODY_TYPES = frozenset({BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, ""})
 INTERNAL_ERROR = "internal error; see the server log"  # all an unexpected failure tells
+_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,19 @@ class Answer:
     body: bytes
     content_type: str = JSON_CONTENT_TYPE
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def version_of(model_name: str, model_version: str | None) -> int | None:
+    """The version a URL or a gRPC call names (None: the serving one); 404 for another model."""
+    if model_name != MODEL_NAME:
+        raise ModelNotFound(
+            f"unknown model {_shown(model_name)}: this server serves {MODEL_NAME!r}"
+        )
+    if model_version is None:
+        return None
+    if not _VERSION.match(model_version):
+        raise ModelNotFound(f"model {MODEL_NAME!r} has no version {_shown(model_version)}")
+    return int(model_version)
 
 
 def read_exactly(stream: BinaryIO, length: int) -> bytes:
@@ -115,11 +131,18 @@ def _shown(value: str, limit: int = 64) -> str:
 
 def error_answer(error: ServiceError) -> tuple[int, Answer]:
     """The protocol's {"error": "..."} for ``error``, and its status."""
+    return error_status(error), error_reply(error_message(error), error.headers.items())
+
+
+def error_status(error: ServiceError) -> int:
+    """The HTTP status of ``error`` in the protocol: 400 for a bad request (the main API's 422)."""
+    return 400 if error.status == 422 else error.status
+
+
+def error_message(error: ServiceError) -> str:
+    """The one string the protocol's error carries: the message, then any details."""
     details = "; ".join(_detail(d) for d in error.details)
-    message = f"{error.message}: {details}" if details else error.message
-    # The protocol answers a bad request with 400 where the main API says 422.
-    status = 400 if error.status == 422 else error.status
-    return status, error_reply(message, error.headers.items())
+    return f"{error.message}: {details}" if details else error.message
 
 
 def error_reply(message: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:

@@ -8,13 +8,11 @@ model or version; the main envelope stays everywhere else.
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .. import __version__
-from ..errors import NotFound as ModelNotFound
 from ..errors import ServiceError, UnsupportedMediaType
 from ..http.api import server
 from ..http.web import json_response, read_json, validate
@@ -30,10 +28,12 @@ from .infer import (
     error_answer,
     error_reply,
     read_exactly,
+    version_of,
 )
 from .schemas import (
     EXTENSIONS,
     MODEL_NAME,
+    SERVER_NAME,
     InferenceRequest,
     ModelReady,
     Parameters,
@@ -45,8 +45,6 @@ from .schemas import (
 
 log = logging.getLogger("neuron.oip")
 
-SERVER_NAME = "neuron-service"
-_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 _FAST_JSON_TYPES = frozenset({"application/json", ""})  # those read_json(assume_json=True) reads
 
 bp = Blueprint("oip", __name__, url_prefix=PREFIX)
@@ -118,17 +116,6 @@ def _routing_error(exc: _RoutingError) -> Response:
 # -- URL and body ------------------------------------------------------------------------------
 
 
-def _version(model_name: str, model_version: str | None) -> int | None:
-    """The version the URL names (None: the serving one); 404 for another model or version."""
-    if model_name != MODEL_NAME:
-        raise ModelNotFound(f"unknown model {model_name!r}: this server serves {MODEL_NAME!r}")
-    if model_version is None:
-        return None
-    if not _VERSION.match(model_version):
-        raise ModelNotFound(f"model {MODEL_NAME!r} has no version {model_version!r}")
-    return int(model_version)
-
-
 def _fast_json() -> tuple[InferenceRequest, Float64Matrix] | None:
     """A JSON request with its tensor's data read by codec.json_request; None: the general way.
 
@@ -196,7 +183,7 @@ def server_ready() -> Response:
 @bp.get("/models/<model_name>")
 @bp.get("/models/<model_name>/versions/<model_version>")
 def model_metadata_endpoint(model_name: str, model_version: str | None = None) -> Response:
-    document = server().record(_version(model_name, model_version)).document
+    document = server().record(version_of(model_name, model_version)).document
     parameters: Parameters = {} if document.bias is None else {"bias": document.bias}
     if document.hidden is not None:
         parameters |= {
@@ -210,7 +197,7 @@ def model_metadata_endpoint(model_name: str, model_version: str | None = None) -
 @bp.get("/models/<model_name>/ready")
 @bp.get("/models/<model_name>/versions/<model_version>/ready")
 def model_ready(model_name: str, model_version: str | None = None) -> Response:
-    version = _version(model_name, model_version)
+    version = version_of(model_name, model_version)
     if version is None:
         server().ready()
     else:
@@ -221,7 +208,7 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
 @bp.post(INFER_RULE)
 @bp.post("/models/<model_name>/versions/<model_version>/infer")
 def infer(model_name: str, model_version: str | None = None) -> Response:
-    version = _version(model_name, model_version)
+    version = version_of(model_name, model_version)
     header_length = request.headers.get(HEADER_LENGTH)
     if header_length is not None:
         payload, inputs = _binary_body(header_length)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema
 
+SERVER_NAME = "neuron-service"
 MODEL_NAME = "neuron"
 PLATFORM = "numpy"
 INPUT_NAME = "input0"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .conftest import IN_CI, ROOT, compose, tool
 
@@ -332,3 +333,16 @@ def test_dashboard_shows_the_store_and_each_instance_version() -> None:
     exprs = {t["expr"] for p in dashboard_panels() for t in p["targets"]}
     assert "min(neuron_store_up)" in exprs
     assert "max by (instance) (neuron_model_version)" in exprs
+
+
+def test_the_image_and_compose_serve_grpc_on_the_port_its_setting_names() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bind = re.search(r"NEURON_GRPC_BIND=0\.0\.0\.0:(\d+)", dockerfile)
+    assert bind is not None, "the image must serve gRPC on every interface"
+    port = int(bind.group(1))
+    exposed = re.search(r"^EXPOSE (.+)$", dockerfile, re.M)
+    assert exposed is not None and str(port) in exposed.group(1).split()
+    # The file as written (Compose v1 and v2 render ports differently): host 127.0.0.1 only.
+    published = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["neuron"]
+    grpc = [p for p in published["ports"] if p.endswith(f":{port}")]
+    assert len(grpc) == 1 and grpc[0].startswith("127.0.0.1:"), published["ports"]

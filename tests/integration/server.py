@@ -196,14 +196,23 @@ class Gunicorn(ServerProcess):
         self.workers = workers
         self.extra_env = dict(env or {})
         self.ready_path = ready_path
+        self.grpc_port = 0  # its gRPC port (NEURON_GRPC_BIND), a free one picked at launch
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of its gRPC service, as grpc.insecure_channel and tritonclient take it."""
+        return f"{self.host}:{self.grpc_port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEURON_")}
+        while self.grpc_port in (0, self.port):
+            self.grpc_port = free_port()
         env.update(
             NEURON_BIND=f"{self.host}:{self.port}",
             NEURON_WORKERS=str(self.workers),
             NEURON_MODEL_DIR=str(self.model_dir),
             NEURON_ADMIN_TOKEN=TOKEN,
+            NEURON_GRPC_BIND=self.grpc_target,
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
         )
         if self.cwd != ROOT:  # another tree's service/ first, then this one's (bench.floors)
@@ -216,6 +225,7 @@ class Gunicorn(ServerProcess):
         return self
 
     def launch(self) -> Gunicorn:
+        self.grpc_port = 0  # env() picks a new one beside the new HTTP port
         super().launch()
         return self
 

@@ -1,0 +1,66 @@
+"""Replicas on one PostgreSQL store: a retrain through REST reaches gRPC on every worker of
+every replica within the limit REST's propagation has (test_replicas.py), on fresh channels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.integration import grpcmsg
+from tests.integration.grpcmsg import raw_request
+from tests.integration.server import TOKEN, Gunicorn
+
+from .test_replicas import CONSECUTIVE, PROPAGATION_LIMIT
+from .test_retrain_load import PROBE, SETS
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def replicas(pg_url: str, tmp_path: Path) -> Iterator[list[Gunicorn]]:
+    servers = [Gunicorn(tmp_path / f"r{i}", env={"NEURON_STORE_URL": pg_url}) for i in (0, 1)]
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _grpc_lag(server: Gunicorn, version: int, since: float) -> float:
+    """Seconds from ``since`` until CONSECUTIVE fresh gRPC channels in a row answered
+    ``version`` (so both workers, but for a 2 x 2**-12 chance): the start of that final run."""
+    run_started, run = 0.0, 0
+    deadline = time.monotonic() + 5
+    while run < CONSECUTIVE and time.monotonic() < deadline:
+        asked = time.monotonic()
+        served = int(grpcmsg.infer(server.grpc_target, raw_request(PROBE)).model_version)
+        assert served <= version
+        if served == version:
+            run_started, run = (run_started if run else asked), run + 1
+        else:
+            run = 0
+    assert run >= CONSECUTIVE, f"{server.grpc_target} did not settle on version {version}"
+    return run_started - since
+
+
+def test_a_retrain_on_one_replica_reaches_grpc_on_every_replica_in_time(
+    replicas: list[Gunicorn],
+) -> None:
+    lags = []
+    for i in range(4):
+        response = replicas[i % 2].post("/admin/retrain", SETS[i % 2], headers=AUTH)
+        done = time.monotonic()
+        assert response.status_code == 200, response.text
+        version = response.json()["model_version"]
+        with ThreadPoolExecutor(len(replicas)) as pool:
+            lags.append(max(pool.map(partial(_grpc_lag, version=version, since=done), replicas)))
+    assert max(lags) < PROPAGATION_LIMIT, lags
