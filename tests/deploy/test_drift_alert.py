@@ -173,7 +173,16 @@ def test_a_shifted_feature_crosses_the_threshold_and_fires_the_alert(
         prometheus.process.stop()
     print(f"income above the threshold {took:.1f} s after the shift; scores {after}")
     (tmp_path / "drift.test.yml").write_text(
-        yaml.safe_dump({"rule_files": ["alerts.yml"], "tests": [fires, quiet]}, width=10_000)
+        # Evaluated at every scrape step (promtool's default is a minute, which would move the
+        # moment the `for` ends to the next whole minute).
+        yaml.safe_dump(
+            {
+                "rule_files": ["alerts.yml"],
+                "evaluation_interval": f"{STEP}s",
+                "tests": [fires, quiet],
+            },
+            width=10_000,
+        )
     )
     tested = subprocess.run(
         [tool("promtool"), "test", "rules", "drift.test.yml"],
