@@ -14,6 +14,7 @@ import time
 import timeit
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,7 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     cases.update(_v2_cases(neuron, rng.random((10_000, 3)).round(6)))
     cases.update(_array_body_cases(one_body, many_body))
     cases.update(_v2_json_fast_cases(rng.random((10_000, 3)).round(6)))
+    cases.update(_drift_cases(x_one, x_many))
     out = {name: _best_us(fn, budget) for name, fn in cases.items()}
     out.update(docs_cost(rounds=10 if quick else 30))
     out.update(wsgi_predict_cost(rounds=10 if quick else 30))
@@ -165,6 +167,25 @@ def _v2_cases(neuron: Neuron, rows: np.ndarray[Any, Any]) -> dict[str, Callable[
             inference_response(request, probabilities, 1, "FP64"),
             option=orjson.OPT_SERIALIZE_NUMPY,
         ),
+    }
+
+
+def _drift_cases(x_one: np.ndarray, x_many: np.ndarray) -> dict[str, Callable[[], Any]]:
+    """Counting rows for input drift (service/drift/), as infer() does after the forward pass:
+    a window in files as under gunicorn, the classic model's bins (the default model's)."""
+    from types import SimpleNamespace
+
+    from service.drift import DriftMonitor
+    from service.model.neuron import classic_training_set
+    from service.model.statistics import Bins, describe
+    from service.settings import Settings
+
+    record: Any = SimpleNamespace(bins=Bins(describe(classic_training_set()[0])), version=1)
+    window = tempfile.mkdtemp(prefix="bench-drift-")
+    monitor = DriftMonitor(Settings(model_dir=window), Path(window))
+    return {
+        "drift counting, 1 row": partial(monitor.observe, x_one, record),
+        "drift counting, 10,000 rows (a 256-row sample)": partial(monitor.observe, x_many, record),
     }
 
 

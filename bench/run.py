@@ -157,6 +157,12 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
                 whole = sum(rss_mb(p) for p in ml.server.pids())
                 data["rss_mb"]["mlserver (whole tree)"] = [round(whole, 1)]
             measure_batches(named, reps, 2 if args.quick else 4, data)
+            if "service-nodrift" in named:
+                pair = [named["service"], named["service-nodrift"]]
+                paired = interleaved(pair, 4 if args.quick else 10, 3, workdir)
+                data["drift_load"] = {
+                    name: {"runs": [vars(r) for r in s.runs]} for name, s in paired.items()
+                }
             if not args.quick:
                 service = named["service"]
                 one = body_file(service, workdir)
