@@ -14,7 +14,8 @@ CONFIG_NAMES = {
     "flask": "Flask floor",
     "service": "the service",
     "service-nometrics": "the service, NEURON_METRICS_ENABLED=false",
-    "service-nodrift": "the service, NEURON_DRIFT_ENABLED=false",
+    "service-drift": "a fresh twin of the service, for the drift rounds",
+    "service-nodrift": "the twin with NEURON_DRIFT_ENABLED=false",
 }
 
 
@@ -135,9 +136,10 @@ def drift_rounds_table(data: dict[str, Any]) -> list[str]:
     return [
         *out,
         "",
-        f"{len(runs)} rounds of 3 s, `service` and `service-nodrift` one after the other (the "
-        "drift target's ratio is taken per round): more and shorter than the main table's, "
-        "because the 3 % sought is within the spread of 3 rounds here.",
+        f"{len(runs)} rounds of 3 s, two fresh twins of the service one after the other, "
+        "alike but for `NEURON_DRIFT_ENABLED` and given the same requests (the drift target's "
+        "ratio is taken per round): more and shorter rounds than the main table's, because "
+        "the 3 % sought is within the spread of 3 rounds here.",
     ]
 
 
@@ -202,9 +204,9 @@ def batch_tables(data: dict[str, Any]) -> list[str]:
             "|---|---:|---:|---:|",
             *_wall_cpu_rows(drift, rows_per_s=True),
             "",
-            "The same 10,000 x 3 body to `service` and to `service-nodrift` "
+            "The same 10,000 x 3 body to the twins `service-drift` and `service-nodrift` "
             "(`NEURON_DRIFT_ENABLED=false`), one after the other in each repetition: counting "
-            "every row in the model's training bins (service/drift/) against not counting.",
+            "the rows (a 256-row sample of them) in the model's training bins against not.",
         ]
     hidden = data.get("hidden_batch")
     if hidden:

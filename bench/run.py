@@ -93,11 +93,11 @@ def measure_batches(
         batch.hidden_model(hidden, matrix)
         data["hidden_batch"] = {}
     data["gzip_batch"] = {}
-    nodrift = named.get("service-nodrift")
+    twins = named.get("service-drift"), named.get("service-nodrift")
     data["drift_batch"] = {}
     for rep in range(reps):
-        if nodrift:
-            for key, result in batch.drift_on_off(service, nodrift, big, seconds).items():
+        if twins[0] and twins[1]:
+            for key, result in batch.drift_on_off(*twins, big, seconds).items():
                 data["drift_batch"].setdefault(key, []).append(result)
         for key, result in batch.gzip_over_plain(service, big, seconds).items():
             data["gzip_batch"].setdefault(key, []).append(result)
@@ -135,15 +135,16 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
     data["machine"] = machine.describe(configs.MLSERVER_VENV)
     servers = configs.main_set(workdir, setup, args.quick)
     hidden = configs.hidden(workdir)  # batch only: not in the load runs
+    twins = configs.drift_twins(workdir)  # their own rounds and batches, after the main load
     if args.baseline:
         data["baseline"] = args.baseline
         servers.append(configs.baseline(args.baseline, workdir, setup))
     ml = None if args.quick else start_mlserver(workdir, data)
     try:
-        with running([*servers, hidden]) as everything:
-            started = [c for c in everything if c is not hidden]
+        with running([*servers, hidden, *twins]) as everything:
+            started = [c for c in everything if c is not hidden and c not in twins]
             loaded = started + ([ml] if ml else [])
-            named = {c.name: c for c in [*loaded, hidden]}
+            named = {c.name: c for c in [*loaded, hidden, *twins]}
             series = interleaved(loaded, reps, seconds, workdir)
             data["load"] = {
                 name: {"runs": [vars(r) for r in s.runs], "notes": s.notes}
@@ -157,12 +158,10 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
                 whole = sum(rss_mb(p) for p in ml.server.pids())
                 data["rss_mb"]["mlserver (whole tree)"] = [round(whole, 1)]
             measure_batches(named, reps, 2 if args.quick else 4, data)
-            if "service-nodrift" in named:
-                pair = [named["service"], named["service-nodrift"]]
-                paired = interleaved(pair, 4 if args.quick else 10, 3, workdir)
-                data["drift_load"] = {
-                    name: {"runs": [vars(r) for r in s.runs]} for name, s in paired.items()
-                }
+            paired = interleaved(twins, 4 if args.quick else 10, 3, workdir)
+            data["drift_load"] = {
+                name: {"runs": [vars(r) for r in s.runs]} for name, s in paired.items()
+            }
             if not args.quick:
                 service = named["service"]
                 one = body_file(service, workdir)

@@ -59,7 +59,10 @@ def test_a_baseline_runs_its_own_config_and_does_not_count_for_keepalive() -> No
 def test_drift_cost_is_judged_per_repetition_against_counting_off() -> None:
     data = _data([[0.5, 0.5]] * 3)
     off = [_run(3900, 320, [0.5, 0.5]), _run(3800, 330, [0.5, 0.5]), _run(3700, 330, [0.5, 0.5])]
-    data["load"]["service-nodrift"] = {"runs": off}
+    data["drift_load"] = {
+        "service-drift": data["load"]["service"],
+        "service-nodrift": {"runs": off},
+    }
     data["drift_batch"] = {
         "on": [{"wall_ms": 3.3, "cpu_ms": 3.0, "rows_per_s": 1.0}],
         "off": [{"wall_ms": 3.0, "cpu_ms": 3.0, "rows_per_s": 1.0}],
