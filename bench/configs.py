@@ -120,9 +120,9 @@ def main_set(workdir: Path, setup: GunicornSetup, quick: bool) -> list[Config]:
 
 
 def drift_twins(workdir: Path) -> list[Config]:
-    """Two fresh servers alike but for drift counting, given the same requests and nothing
-    else: `service` itself, after every other measurement, ran ~10 % slower than a twin of
-    itself in the same rounds (its history, not drift counting, which a fresh pair showed)."""
+    """Two servers alike but for drift counting, for rounds of their own: not `service`, whose
+    worker trained the default model at start-up and ran ~5 % slower than a twin all run long
+    (whichever twin trained it was the slower one, drift on or off)."""
     return [
         gunicorn("service-drift", "service.wsgi:app", workdir),
         gunicorn("service-nodrift", "service.wsgi:app", workdir, NEURON_DRIFT_ENABLED="false"),

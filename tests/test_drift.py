@@ -23,7 +23,7 @@ from service.drift.score import EPSILON, stability_index
 from service.drift.window import Window
 from service.errors import CorruptModel
 from service.model import statistics as statistics_module
-from service.model.statistics import Bins, describe
+from service.model.statistics import Bins, FeatureStatistics, describe, sample
 from service.settings import Settings
 from service.store import canonical, decode
 
@@ -60,12 +60,18 @@ def test_a_zero_one_feature_gets_two_bins_and_a_constant_one_a_single_edge() -> 
     assert constant.edges == (5.0,) and constant.fractions == (0.0, 1.0)
 
 
-def by_rows(bins: Bins, rows: np.ndarray) -> np.ndarray:
-    counted = np.zeros(bins.n_features * bins.width, dtype=np.int64)
+def by_rows(bins: Bins, rows: np.ndarray, training: list[FeatureStatistics]) -> np.ndarray:
+    """The cells by their definition, value by value in plain Python: bin i holds the values
+    with i edges at or below them; below the minimum and above the maximum counted apart."""
+    counted = np.zeros((bins.n_features, bins.width), dtype=np.int64)
     for row in rows.tolist():
-        for cell in bins.cells(row):
-            counted[cell] += 1
-    return counted
+        for feature, (value, stats) in enumerate(zip(row, training, strict=True)):
+            counted[feature, sum(edge <= value for edge in stats.edges)] += 1
+            if value < stats.min:
+                counted[feature, bins.bins] += 1
+            if value > stats.max:
+                counted[feature, bins.bins + 1] += 1
+    return counted.ravel()
 
 
 @pytest.mark.parametrize(
@@ -81,12 +87,13 @@ def test_per_row_cells_and_batch_counts_agree(
     rng = np.random.default_rng(3)
     training = np.concatenate([ROWS, DISCRETE[rng.integers(0, 5, 1_000)]], axis=1)
     training = np.tile(training, (1, -(-features // 6)))[:, :features]
-    bins = Bins(describe(training, 10))
+    statistics_ = describe(training, 10)
+    bins = Bins(statistics_)
     live = training[rng.integers(0, 1_000, 80)] * rng.uniform(0.5, 1.5, (80, features))
     live[:4] = training[:4] * [[-50], [50], [1e9], [-1e9]]  # beyond either end
     live[4:8] = training[[0]]  # values equal to the training minimum or maximum
     counted = bins.counts(live)
-    np.testing.assert_array_equal(by_rows(bins, live), counted)
+    np.testing.assert_array_equal(by_rows(bins, live, statistics_), counted)
     table = counted.reshape(bins.n_features, bins.width)
     assert (table[:, : bins.bins].sum(axis=1) == len(live)).all()
     assert table[0, bins.bins] == np.count_nonzero(live[:, 0] < training[:, 0].min()) >= 1
@@ -94,15 +101,18 @@ def test_per_row_cells_and_batch_counts_agree(
 
 
 def test_a_big_batch_is_counted_by_a_weighted_sample_of_its_rows() -> None:
-    bins = Bins(describe(ROWS, 10))
+    statistics_ = describe(ROWS, 10)
+    bins = Bins(statistics_)
     live = np.random.default_rng(4).normal(size=(10_000, 3)) * [1.0, 5.0, 0.1] + [0, 10, -3]
-    counted = bins.counts(live).reshape(3, bins.width)[:, : bins.bins]
-    exact = by_rows(bins, live).reshape(3, bins.width)[:, : bins.bins]
+    rows, weight = sample(live)
+    assert len(rows) == 257 and weight == 10_000 / 257 and rows.base is None  # a copy
+    counted = bins.counts(rows, weight).reshape(3, bins.width)[:, : bins.bins]
+    exact = by_rows(bins, live, statistics_).reshape(3, bins.width)[:, : bins.bins]
     assert counted.sum(axis=1) == pytest.approx([10_000] * 3)  # every 39th row, weighted
     assert np.abs(counted / 10_000 - exact / 10_000).max() < 0.06
     assert not np.allclose(counted, exact)  # a sample, not every row
     few = live[:511]  # under twice the sample's size: every row, exactly
-    np.testing.assert_array_equal(bins.counts(few), by_rows(bins, few))
+    assert sample(few) == (few, 1.0)
 
 
 def reference_psi(live: list[int], expected: list[float]) -> float:
@@ -134,7 +144,12 @@ def fork_and_add(directory: Path, version: int, cells: list[int], seconds: float
 
 
 def _add(directory: Path, version: int, cells: list[int], seconds: float) -> None:
-    Window(directory, seconds).add_cells(version, 4, cells)
+    Window(directory, seconds).add_counts(version, one_hot(cells))
+
+
+def one_hot(cells: list[int]) -> np.ndarray:
+    """Counts of 4 cells: one for each time a cell is named."""
+    return np.bincount(cells, minlength=4).astype(float)
 
 
 def test_every_process_reads_the_sum_of_all_writers(tmp_path: Path) -> None:
@@ -150,13 +165,13 @@ def test_every_process_reads_the_sum_of_all_writers(tmp_path: Path) -> None:
 def test_counts_leave_the_window_and_dead_writers_files_go_with_them(tmp_path: Path) -> None:
     window = Window(tmp_path, 0.6)  # steps of 0.1 s
     fork_and_add(tmp_path, 1, [2], 0.6)
-    window.add_cells(1, 4, [0])
+    window.add_counts(1, one_hot([0]))
     assert window.totals(1, 4).tolist() == [1, 0, 1, 0]
     assert len(list(tmp_path.glob("drift-*.bin"))) == 2
     time.sleep(0.9)  # past 0.6 s and the partial step before it
     assert window.totals(1, 4).tolist() == [0, 0, 0, 0]
     assert [path.name for path in tmp_path.glob("drift-*.bin")] == [f"drift-{os.getpid()}.bin"]
-    window.add_cells(1, 4, [1, 1])
+    window.add_counts(1, one_hot([1, 1]))
     assert window.totals(1, 4).tolist() == [0, 2, 0, 0]
 
 
@@ -168,7 +183,7 @@ def test_a_writer_sweeps_dead_writers_expired_files_even_if_nobody_reads(tmp_pat
     (second,) = tmp_path.glob("drift-*.bin")
     assert second != first
     window = Window(tmp_path, 1.2)
-    window.add_cells(1, 4, [0])  # dead too, the second's counts are still in the window
+    window.add_counts(1, one_hot([0]))  # dead too, the second's counts are still in the window
     assert sorted(tmp_path.glob("drift-*.bin")) == sorted(
         [second, tmp_path / f"drift-{os.getpid()}.bin"]
     )
@@ -177,7 +192,7 @@ def test_a_writer_sweeps_dead_writers_expired_files_even_if_nobody_reads(tmp_pat
 
 def test_a_new_version_starts_from_zero_in_memory_too() -> None:
     window = Window(None, 60)
-    window.add_cells(1, 4, [0, 0])
+    window.add_counts(1, one_hot([0, 0]))
     window.add_counts(2, np.array([0, 1, 0, 0]))
     assert window.totals(1, 4).tolist() == [0, 0, 0, 0]
     assert window.totals(2, 4).tolist() == [0, 1, 0, 0]
@@ -320,7 +335,7 @@ def test_the_scores_docs_metrics_md_gives_for_shifted_normals(
     bins = Bins(describe(rng.normal(size=(10_000, 1)), 10))
     live = rng.normal(size=(100_000, 1))
     live[: int(share * len(live))] += shift
-    counts = by_rows(bins, live).reshape(1, -1)[:, : bins.bins]  # every row, not a sample
+    counts = bins.counts(live).reshape(1, -1)[:, : bins.bins]  # every row: no sample here
     score = stability_index(counts, bins.expected, bins.used)[0]
     assert score == pytest.approx(documented, rel=0.08)
 
@@ -347,3 +362,45 @@ def test_a_window_that_cannot_be_written_costs_the_counts_not_the_answer(
     assert client.get("/model/drift").json["rows"] == 0
     failures = [r for r in caplog.records if "drift counting failed" in r.getMessage()]
     assert len(failures) == 1  # said once, not per request
+
+
+def test_rows_reach_the_shared_window_from_the_counting_thread(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Another process's reader sees them without this one reading: the thread flushes."""
+    from service.drift import DriftMonitor
+    from service.drift.batcher import FLUSH_SECONDS
+
+    client = create_app(settings).test_client()
+    retrain(client, ROWS)
+    record = client.application.extensions["neuron"].model.get()
+    writer = DriftMonitor(settings, tmp_path)
+    reader = DriftMonitor(settings, tmp_path)
+    for row in ROWS[:40]:
+        writer.observe(row[None, :], record)
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
+    while reader.report(record).rows < 40:
+        assert time.monotonic() < deadline, "the counting thread did not flush"
+        time.sleep(FLUSH_SECONDS / 5)
+    assert reader.report(record).rows == 40
+
+
+def test_a_forked_child_counts_with_its_own_thread(settings: Settings, tmp_path: Path) -> None:
+    from service.drift import DriftMonitor
+
+    client = create_app(settings).test_client()
+    retrain(client, ROWS)
+    record = client.application.extensions["neuron"].model.get()
+    monitor = DriftMonitor(settings, tmp_path)
+    monitor.observe(ROWS[:3], record)  # the parent's thread is running now
+
+    def child() -> None:
+        monitor.observe(ROWS[:5], record)
+        time.sleep(1.0)  # the child's own thread flushes; the parent's 3 rows are not its
+        os._exit(0)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(10)
+    assert process.exitcode == 0
+    assert monitor.report(record).rows == 8

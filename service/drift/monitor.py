@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from ..model.neuron import Matrix
+from ..model.statistics import sample
 from ..settings import Settings
 from ..store import ModelRecord
+from .batcher import Batcher
 from .report import DriftReport, FeatureDrift
 from .score import stability_index
 from .window import Window
 
 log = logging.getLogger("neuron.drift")
-# Up to this many values (rows x features), bisect in Python beats numpy's per-call overhead.
-_FEW_VALUES = 64
 
 
 class DriftMonitor:
@@ -28,20 +28,19 @@ class DriftMonitor:
         self.min_rows = settings.drift_min_rows
         self.window_seconds = settings.drift_window_seconds
         self._window = Window(directory, settings.drift_window_seconds)
+        self._batcher = Batcher(self._count)
         self._failed = False
 
     def observe(self, inputs: Matrix, record: ModelRecord) -> None:
-        """Count the rows; a failure to (a full /dev/shm) costs the counts, never the answer."""
-        bins = record.bins
-        if bins is None or not self.enabled:
-            return
-        cells = bins.n_features * bins.width
+        """Hand the rows (a sample of a big batch) to this worker's counting thread."""
+        if record.bins is not None and self.enabled:
+            self._batcher.add(record, *sample(inputs))
+
+    def _count(self, record: ModelRecord, rows: Matrix, weight: float) -> None:
+        """In the counting thread; a failure (a full /dev/shm) costs counts, never answers."""
+        assert record.bins is not None
         try:
-            if len(inputs) * bins.n_features <= _FEW_VALUES:
-                hits = [cell for row in inputs.tolist() for cell in bins.cells(row)]
-                self._window.add_cells(record.version, cells, hits)
-            else:
-                self._window.add_counts(record.version, bins.counts(inputs))
+            self._window.add_counts(record.version, record.bins.counts(rows, weight))
         except OSError as exc:
             if not self._failed:
                 log.error("input drift counting failed, rows go uncounted: %s", exc)
@@ -52,6 +51,7 @@ class DriftMonitor:
         bins = record.bins
         if bins is None:
             return self._report(record, names, 0, [None] * len(names), [None] * len(names))
+        self._batcher.flush()
         table = self._window.totals(record.version, bins.n_features * bins.width)
         table = table.reshape(bins.n_features, bins.width)
         live = table[:, : bins.bins]

@@ -54,14 +54,6 @@ class Window:
         self._area: _Area | None = None
         self._pid = os.getpid()
 
-    def add_cells(self, version: int, cells: int, hits: list[int]) -> None:
-        """Count one hit in each of these cells (repeats count again)."""
-        with self._lock:
-            area = self._writable(version, cells)
-            items, base = area.items, _HEADER + SLOTS + self._slot(area) * cells
-            for cell in hits:
-                items[base + cell] += 1
-
     def add_counts(self, version: int, counts: NDArray[np.float64]) -> None:
         """Add a whole array of per-cell counts (weighted: a sample's rows stand for several)."""
         with self._lock:

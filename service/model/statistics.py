@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +64,19 @@ def describe(inputs: Matrix, bins: int = DEFAULT_BINS) -> list[FeatureStatistics
     return features
 
 
+def sample(inputs: Matrix) -> tuple[Matrix, float]:
+    """The rows to count of a batch, and how many rows each stands for.
+
+    Up to 2 x SAMPLE_ROWS - 1 rows, all of them; past that every k-th row (a copy: the batch
+    itself is not kept), each standing for len(inputs) / len(sample) rows.
+    """
+    stride = len(inputs) // SAMPLE_ROWS
+    if stride <= 1:
+        return inputs, 1.0
+    rows = np.ascontiguousarray(inputs[::stride])
+    return rows, len(inputs) / len(rows)
+
+
 class Bins:
     """Every feature's bins at once, for counting live rows.
 
@@ -90,25 +102,9 @@ class Bins:
             self.expected[feature, : len(statistics.fractions)] = statistics.fractions
             self.used[feature, : len(statistics.fractions)] = True
 
-    def cells(self, row: list[float]) -> list[int]:
-        """The cells one row adds 1 to, in pure Python (a few rows: cheaper than numpy)."""
-        cells: list[int] = []
-        width, bins = self.width, self.bins
-        for feature, value in enumerate(row):
-            ends = self._ends[feature]
-            found, base = bisect_right(ends, value), feature * width
-            if found == 0:
-                cells += (base, base + bins)
-            elif found == len(ends):
-                cells += (base + found - 2, base + bins + 1)
-            else:
-                cells.append(base + found - 1)
-        return cells
-
-    def counts(self, inputs: Matrix) -> NDArray[np.float64]:
-        """How many of `inputs` fall in each cell: a big batch by a weighted sample of rows."""
-        sample = inputs[:: max(1, len(inputs) // SAMPLE_ROWS)]
-        per_end = self._per_end(sample)  # features x (bins + 2): j = 0 ... bins + 1
+    def counts(self, rows: Matrix, weight: float = 1.0) -> NDArray[np.float64]:
+        """How many of `rows` fall in each cell, each row standing for `weight` rows."""
+        per_end = self._per_end(rows)  # features x (bins + 2): j = 0 ... bins + 1
         everyone = np.arange(self.n_features)
         below, above = per_end[:, 0], per_end[everyone, self._top]
         table = np.zeros((self.n_features, self.width))
@@ -118,7 +114,7 @@ class Bins:
         table[:, 0] += below
         table[:, self.bins] = below
         table[:, self.bins + 1] = above
-        return (table * (len(inputs) / len(sample))).ravel()
+        return (table * weight).ravel()
 
     def _per_end(self, sample: Matrix) -> NDArray[np.int64]:
         """Per feature, how many values have j of its ends at or below them, for every j."""

@@ -48,6 +48,15 @@ def reports(server: Gunicorn, count: int) -> list[dict]:
     return [server.get("/model/drift").json() for _ in range(count)]
 
 
+def settled(server: Gunicorn, rows: int) -> dict:
+    """/model/drift once every worker's counting thread has flushed `rows` rows (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while (report := server.get("/model/drift").json())["rows"] != rows:
+        assert time.monotonic() < deadline, f"{report['rows']} rows counted, not {rows}"
+        time.sleep(0.05)
+    return report
+
+
 def answering_pids(server: Gunicorn, path: str) -> set[int]:
     return {line["pid"] for line in server.log_lines() if line.get("path") == path}
 
@@ -68,6 +77,7 @@ def test_every_worker_counts_into_one_window_and_answers_the_same(drifting: Guni
         assert drifting.post("/predict", {"inputs": draw(rng, 1).tolist()}).ok
         assert drifting.post("/predict", {"inputs": draw(rng, 9).tolist()}).ok
     assert len(answering_pids(drifting, "/predict")) == 2, "both workers should have predicted"
+    settled(drifting, 400)
     answers = [json.loads(body) for body in from_both_workers(drifting, "/model/drift")]
     assert all(answer == answers[0] for answer in answers), "workers disagree"
     assert answers[0]["rows"] == 400 and answers[0]["drifting"] == 0
@@ -91,8 +101,7 @@ def test_a_shifted_feature_drifts_and_a_killed_worker_keeps_its_counts(drifting:
     before = drifting.get("/model/drift").json()["rows"]
     for _ in range(20):
         assert drifting.post("/predict", {"inputs": draw(rng, 25, shift=2.0).tolist()}).ok
-    report = drifting.get("/model/drift").json()
-    assert report["rows"] == before + 500
+    report = settled(drifting, before + 500)
     scores = {f["name"]: f["score"] for f in report["features"]}
     assert scores["income"] > 0.25 > max(scores["age"], scores["ratio"]), scores
     assert [f["name"] for f in report["features"] if f["drifting"]] == ["income"]
@@ -130,7 +139,7 @@ def test_a_real_data_set_sent_raw_and_one_column_in_other_units(tmp_path: Path) 
         rows = data.data[held]
         for start in range(0, len(rows), 20):
             assert gunicorn.post("/predict", {"inputs": rows[start : start + 20].tolist()}).ok
-        calm = gunicorn.get("/model/drift").json()
+        calm = settled(gunicorn, len(held))
         assert calm["rows"] == len(held) and calm["drifting"] == 0, calm
         assert max(f["score"] for f in calm["features"]) < 0.2
 
@@ -139,7 +148,7 @@ def test_a_real_data_set_sent_raw_and_one_column_in_other_units(tmp_path: Path) 
         for start in range(0, len(rows), 20):
             batch = millimetres[start : start + 20].tolist()
             assert gunicorn.post("/predict", {"inputs": batch}).ok
-        shifted = gunicorn.get("/model/drift").json()
+        shifted = settled(gunicorn, 2 * len(held))
         assert [f["name"] for f in shifted["features"] if f["drifting"]] == ["mean_radius"]
         series = drifted_scores(gunicorn.get("/metrics").text)
         assert len(series) == 10 and max(series, key=series.__getitem__) == "mean_radius"
