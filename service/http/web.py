@@ -231,17 +231,24 @@ class _Observed:
             endpoint = endpoint or "unmatched"
         if self._metrics:
             _duration(endpoint, method, status).observe(elapsed)
-        access_log.info(
-            "request",
-            {
-                "request_id": request_id,
-                "method": method,
-                "path": path,
-                "endpoint": endpoint,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-            },
-        )
+        log_request(request_id, method, path, endpoint, status, elapsed)
+
+
+def log_request(
+    request_id: str, method: str, path: str, endpoint: str, status: int, elapsed: float
+) -> None:
+    """The access-log line of one request (or gRPC call)."""
+    access_log.info(
+        "request",
+        {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "endpoint": endpoint,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+        },
+    )
 
 
 def keep_endpoint(environ: WSGIEnvironment) -> None:

@@ -17,7 +17,7 @@ import grpc
 
 from ... import __version__, metrics
 from ...errors import NotReady, ServiceError
-from ...http.web import access_log, make_request_id
+from ...http.web import log_request, make_request_id
 from ...serving import ModelServer
 from ..codec import output_datatype
 from ..infer import INTERNAL_ERROR, error_message, error_status, version_of
@@ -159,17 +159,7 @@ class InferenceService:
         path = f"/{SERVICE}/{name}"
         if self._metrics:
             _duration(path, status).observe(elapsed)
-        access_log.info(
-            "request",
-            {
-                "request_id": request_id,
-                "method": METHOD,
-                "path": path,
-                "endpoint": path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-            },
-        )
+        log_request(request_id, METHOD, path, path, status, elapsed)
 
 
 def _cut(message: str) -> str:
