@@ -121,7 +121,8 @@ def main_set(workdir: Path, setup: GunicornSetup, quick: bool) -> list[Config]:
 
 def drift_twins(workdir: Path) -> list[Config]:
     """Two servers alike but for drift counting, for rounds of their own: not `service`, whose
-    worker trained the default model at start-up and ran ~5 % slower than a twin all run long
+    worker trained the default model at start-up and, in one-off A/B runs (16 rounds, order
+    swapped each round; not part of `make bench`), used ~5 % more CPU per request than a twin
     (whichever twin trained it was the slower one, drift on or off)."""
     return [
         gunicorn("service-drift", "service.wsgi:app", workdir),

@@ -138,7 +138,8 @@ def drift_rounds_table(data: dict[str, Any]) -> list[str]:
         "",
         f"{len(runs)} rounds of 3 s on two twins of the service, alike but for "
         "`NEURON_DRIFT_ENABLED`, started once the model is stored (the server that trains it "
-        "at start-up ran ~5 % slower than its twin all run long) and given the same requests, "
+        "at start-up ran slower than its twin all run long, in a one-off A/B) and given the same "
+        "requests, "
         "the order swapped every round; the drift target's ratio is taken per round.",
     ]
 

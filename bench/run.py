@@ -175,7 +175,7 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
                 data["rss_mb"]["mlserver (whole tree)"] = [round(whole, 1)]
             measure_batches(named, reps, 2 if args.quick else 4, data)
             # Started now, with the model stored: neither twin trains it at start-up, which
-            # left that server ~5 % slower than its twin for the whole run (measured).
+            # left that server ~5 % slower than its twin for the whole run (one-off A/B runs).
             with running(twins):
                 measure_drift(twins, 4 if args.quick else 10, 2 if args.quick else 4, workdir, data)
             if not args.quick:

@@ -182,14 +182,19 @@ def test_kserve_inference_service_is_a_v2_custom_predictor_of_the_image(
     (predictor,) = runtime["spec"]["containers"]
     assert predictor["image"] == container(base["Deployment"])["image"]
     # The runtime's pod parts are plain Kubernetes: validate them strictly inside a Pod.
+    result = validate_in_pod("kserve-predictor-check", predictor, runtime, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def validate_in_pod(name: str, predictor: dict, runtime: dict, tmp_path: Path) -> Any:
+    """A ServingRuntime's container validated strictly inside a plain Pod, with its volumes."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "kserve-predictor-check"},
+        "metadata": {"name": name},
         "spec": {"containers": [predictor], "volumes": runtime["spec"]["volumes"]},
     }
-    result = validate([pod], tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    return validate([pod], tmp_path)
 
 
 def test_every_probe_path_is_a_route_of_the_service(base, app) -> None:
@@ -243,11 +248,5 @@ def test_kserve_grpc_service_routes_h2c_to_the_images_grpc_port(base, tmp_path: 
     assert predictor["image"] == rest_predictor["image"] == container(base["Deployment"])["image"]
     assert predictor["env"] == rest_predictor["env"]
     assert not any(f.get("autoSelect") for f in runtime["spec"]["supportedModelFormats"])
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kserve-grpc-predictor-check"},
-        "spec": {"containers": [predictor], "volumes": runtime["spec"]["volumes"]},
-    }
-    result = validate([pod], tmp_path)
+    result = validate_in_pod("kserve-grpc-predictor-check", predictor, runtime, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,9 +1,12 @@
 """Rows waiting to be counted: a prediction only appends; a thread counts them in batches.
 
-Counting one row costs ~10 µs inside a busy worker (cold caches, a dozen calls), 2 % of a
-single-row request; appending it to a deque costs ~0.2 µs. Every FLUSH_SECONDS a daemon thread
-of the worker counts what has piled up with numpy, in one pass per model version. A reader of
-this process flushes first; other workers' rows reach the window within FLUSH_SECONDS.
+Counting one row in the request cost ~10 µs inside a busy worker (cold caches, a dozen calls;
+timed once by instrumenting a worker under wrk, not a `make bench` figure), 2 % of a
+single-row request; appending it to a deque and its share of one numpy flush cost ~0.9 µs
+(`make bench`'s micro-suite, "drift counting, 64 single rows"). Every FLUSH_SECONDS a thread
+of the worker (a daemon) counts what has piled up with numpy, in one pass per model version.
+A reader of this process flushes first; other workers' rows reach the window within
+FLUSH_SECONDS.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tests.integration import grpcmsg
 from tests.integration.grpcmsg import raw_request
 from tests.integration.server import TOKEN, Gunicorn
 
-from .test_replicas import CONSECUTIVE, PROPAGATION_LIMIT
+from .test_replicas import PROPAGATION_LIMIT, settled_since
 from .test_retrain_load import PROBE, SETS
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,18 +38,10 @@ def replicas(pg_url: str, tmp_path: Path) -> Iterator[list[Gunicorn]]:
 def _grpc_lag(server: Gunicorn, version: int, since: float) -> float:
     """Seconds from ``since`` until CONSECUTIVE fresh gRPC channels in a row answered
     ``version`` (so both workers, but for a 2 x 2**-12 chance): the start of that final run."""
-    run_started, run = 0.0, 0
-    deadline = time.monotonic() + 5
-    while run < CONSECUTIVE and time.monotonic() < deadline:
-        asked = time.monotonic()
-        served = int(grpcmsg.infer(server.grpc_target, raw_request(PROBE)).model_version)
-        assert served <= version
-        if served == version:
-            run_started, run = (run_started if run else asked), run + 1
-        else:
-            run = 0
-    assert run >= CONSECUTIVE, f"{server.grpc_target} did not settle on version {version}"
-    return run_started - since
+    target = server.grpc_target
+    return settled_since(
+        lambda: int(grpcmsg.infer(target, raw_request(PROBE)).model_version), version, since, target
+    )
 
 
 def test_a_retrain_on_one_replica_reaches_grpc_on_every_replica_in_time(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,23 +69,29 @@ def predict(base_url: str, session: requests.Session | None = None) -> tuple[int
     return answer["model_version"], answer["predictions"]
 
 
+def settled_since(ask: Callable[[], int], version: int, since: float, where: str) -> float:
+    """Seconds from `since` to the start of the first run of CONSECUTIVE answers of `version`
+    from `ask` (each on a fresh connection), within 5 s; never a version above it."""
+    run_started, run = 0.0, 0
+    deadline = time.monotonic() + 5
+    while run < CONSECUTIVE and time.monotonic() < deadline:
+        asked = time.monotonic()
+        served = ask()
+        assert served <= version
+        if served == version:
+            run_started, run = (run_started if run else asked), run + 1
+        else:
+            run = 0
+    assert run >= CONSECUTIVE, f"{where} did not settle on version {version}"
+    return run_started - since
+
+
 def lag_until_served(servers: list[Gunicorn], version: int, since: float) -> float:
     """Seconds from `since` until every replica answered `version` on CONSECUTIVE fresh
     connections in a row (so both workers of each): the start of that final run."""
 
     def one(server: Gunicorn) -> float:
-        run_started, run = 0.0, 0
-        deadline = time.monotonic() + 5
-        while run < CONSECUTIVE and time.monotonic() < deadline:
-            asked = time.monotonic()
-            served, _ = predict(server.url)
-            assert served <= version
-            if served == version:
-                run_started, run = (run_started if run else asked), run + 1
-            else:
-                run = 0
-        assert run >= CONSECUTIVE, f"{server.url} did not settle on version {version}"
-        return run_started - since
+        return settled_since(lambda: predict(server.url)[0], version, since, server.url)
 
     with ThreadPoolExecutor(len(servers)) as pool:
         return max(pool.map(one, servers))
