@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .model.neuron import FULL_BATCH_ROWS, MINI_BATCH
 from .model.policy import STEP_PER_ROW
 from .model.tabular import MAX_NAME_LENGTH
 from .store import StoredScaling, TrainingMetadata, Validation
@@ -191,6 +192,14 @@ class RetrainRequest(Request):
     tolerance: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="Stop early once the MSE is below this."
     )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Rows per training step; each iteration is then one step on a shuffled "
+        f"batch. Default: every row (the article's rule) up to {FULL_BATCH_ROWS:,} rows, "
+        f"batches of {MINI_BATCH:,} beyond.",
+    )
     force: bool = Field(
         False,
         description="Promote the model even if training did not improve, saturated, or is not "
@@ -233,6 +242,14 @@ class RetrainRequest(Request):
 
 CSV_TARGET_PARAMETER = "target"
 _DATA_FIELDS = frozenset({"inputs", "targets", "feature_names"})
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as the envelope's details: where, and what is wrong there."""
+    return [
+        {"loc": list(item["loc"]), "msg": item["msg"].removeprefix("Value error, ")}
+        for item in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def retrain_settings(query: dict[str, list[str]]) -> RetrainRequest:

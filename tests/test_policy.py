@@ -34,6 +34,7 @@ class Options:
     l2: float = 0.0
     hidden: Hidden | None = None
     refit: bool = False
+    batch_size: int | None = None
 
 
 def _blobs(rows: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

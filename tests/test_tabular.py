@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 from collections.abc import Callable
 
@@ -12,11 +13,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import MalformedCsv, PayloadTooLarge, ServiceError, ValidationFailed
-from service.model.tabular import MAX_NAME_LENGTH, parse_csv
+from service.model.tabular import MAX_NAME_LENGTH, parse_csv, read_csv
 
 
 def parse(body: bytes, target: str | None = None, rows: int = 10_000, features: int = 1000):
     return parse_csv(body, target, rows, features)
+
+
+def stream(body: bytes, target: str | None = None, rows: int = 10_000, features: int = 1000):
+    """read_csv, as a training job reads its spooled body: from a binary file, in blocks."""
+    return read_csv(io.BufferedReader(io.BytesIO(body), 64), target, rows, features)
+
+
+def outcome(read: Callable[..., object], body: bytes, **limits: int) -> object:
+    """The table read as plain lists, or the error's class and status."""
+    try:
+        table = read(body, **limits)
+    except ServiceError as exc:
+        return type(exc), exc.status
+    return (table.inputs.tolist(), table.targets.tolist(), table.feature_names)  # type: ignore[attr-defined]
 
 
 def test_header_names_features_and_the_last_column_is_the_default_target() -> None:
@@ -80,11 +95,16 @@ def test_the_same_numbers_as_numpy_reads_them() -> None:
         (b"a,t\n1,true\n", None, ValidationFailed, "not a number"),
     ],
 )
+@pytest.mark.parametrize("read", [parse, stream], ids=["whole body", "streamed"])
 def test_bad_csv_is_refused_with_the_place_at_fault(
-    body: bytes, target: str | None, error: type[ServiceError], text: str
+    body: bytes,
+    target: str | None,
+    error: type[ServiceError],
+    text: str,
+    read: Callable[..., object],
 ) -> None:
     with pytest.raises(error) as caught:
-        parse(body, target)
+        read(body, target)
     assert caught.value.status in (400, 422)
     said = caught.value.message + " ".join(str(d) for d in caught.value.details)
     assert text in said
@@ -154,6 +174,36 @@ def test_any_body_is_a_table_or_a_client_error(body: bytes) -> None:
     assert table.inputs.shape == (len(table.targets), len(table.feature_names))
     assert np.isfinite(table.inputs).all()
     assert set(np.unique(table.targets)) <= {0.0, 1.0}
+
+
+@given(
+    st.one_of(st.binary(max_size=300), st.text(CSV_ALPHABET, max_size=300).map(str.encode), TABLES)
+)
+@settings(max_examples=400, deadline=None, database=None)
+def test_streamed_and_whole_bodies_read_alike(body: bytes) -> None:
+    """Same table, or the same error class and status."""
+    assert outcome(stream, body, rows=50, features=20) == outcome(parse, body, rows=50, features=20)
+
+
+def test_a_streamed_body_is_read_in_blocks_not_whole() -> None:
+    """read_csv never asks for much more than a block at a time."""
+    body = b"a,b,t\n" + b"1.5,-2,1\n" * 200_000
+    asked: list[int] = []
+
+    class Watched(io.RawIOBase):
+        def __init__(self) -> None:
+            self.inner = io.BytesIO(body)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+            asked.append(len(buffer))
+            return self.inner.readinto(buffer)
+
+    table = read_csv(io.BufferedReader(Watched(), 1 << 16), None, 10**6, 10)
+    assert len(table.inputs) == 200_000
+    assert max(asked) <= 1 << 17 < len(body) // 10
 
 
 def test_column_names_are_as_long_as_json_feature_names_may_be() -> None:

@@ -130,20 +130,15 @@ def _validate(
     try:
         return model.model_validate(payload, context=ctx)
     except ValidationError as exc:
-        raise errors.ValidationFailed("the request is invalid", _details(exc)) from None
+        raise errors.ValidationFailed(
+            "the request is invalid", schemas.validation_details(exc)
+        ) from None
 
 
 def _not_an_object() -> errors.ValidationFailed:
     return errors.ValidationFailed(
         "the body must be a JSON object", [{"loc": [], "msg": "expected an object"}]
     )
-
-
-def _details(exc: ValidationError) -> list[errors.Detail]:
-    return [
-        {"loc": list(item["loc"]), "msg": item["msg"].removeprefix("Value error, ")}
-        for item in exc.errors(include_url=False, include_input=False)
-    ]
 
 
 def render_error(error: errors.ServiceError) -> Response:

@@ -18,7 +18,16 @@ import numpy as np
 
 from ..errors import TrainingRejected, validation_error
 from .hidden import HiddenLayer
-from .neuron import Matrix, Neuron, TrainingResult, TrainingTimeout, train
+from .neuron import (
+    FULL_BATCH_ROWS,
+    MINI_BATCH,
+    Matrix,
+    Neuron,
+    Progress,
+    TrainingResult,
+    TrainingTimeout,
+    train,
+)
 from .validation import Index, Scores, default_fraction, majority_class, score, stratified_split
 
 STEP_PER_ROW = 4.0  # the default learning rate over the rows: the article's 1.0 on its 4 rows
@@ -52,6 +61,8 @@ class Options(Protocol):
     def seed(self) -> int: ...
     @property
     def tolerance(self) -> float | None: ...
+    @property
+    def batch_size(self) -> int | None: ...
     @property
     def standardize(self) -> bool: ...
     @property
@@ -124,18 +135,25 @@ class Candidate:
 
 
 def fit(
-    inputs: Matrix, targets: Matrix, options: Options, budget_seconds: float | None
+    inputs: Matrix,
+    targets: Matrix,
+    options: Options,
+    budget_seconds: float | None,
+    progress: Progress | None = None,
 ) -> Candidate:
     """Hold out, train on the rest, score both, refit on all rows if asked.
 
-    TrainingRejected if the budget runs out (it covers both runs).
+    TrainingRejected if the budget runs out (it covers both runs). ``progress`` hears the
+    fraction of the whole fit done (both runs, when it refits); it may raise to stop it.
     """
     fraction = _fraction(options, targets)
     split = _split(options, targets, fraction)
     fit_rows, held_rows = split if split else (slice(None), None)
     hidden = _hidden(options, inputs.shape[1])
     started = time.monotonic()
-    result = _train(options, inputs[fit_rows], targets[fit_rows], hidden, budget_seconds)
+    runs = 2 if held_rows is not None and options.refit else 1
+    told = _share(progress, 0, runs)
+    result = _train(options, inputs[fit_rows], targets[fit_rows], hidden, budget_seconds, told)
     majority = majority_class(targets[fit_rows])
     scores = score(result.neuron, inputs[fit_rows], targets[fit_rows], majority)
     held, judged_on = None, (inputs, targets)
@@ -146,7 +164,8 @@ def fit(
     if refit:
         spent = time.monotonic() - started
         left = None if budget_seconds is None else max(budget_seconds - spent, 0.0)
-        result = _train(options, inputs, targets, hidden, left, refit=True)
+        told = _share(progress, 1, runs)
+        result = _train(options, inputs, targets, hidden, left, told, refit=True)
         scores = score(result.neuron, inputs, targets, majority_class(targets))
     duration = time.monotonic() - started
     warnings = _warnings(result, options, inputs)
@@ -154,11 +173,26 @@ def fit(
     return Candidate(result, duration, scores, held, fraction, warnings, judged_on, refit)
 
 
+def _share(progress: Progress | None, run: int, runs: int) -> Progress | None:
+    """Progress of one run as a share of the whole fit."""
+    if progress is None:
+        return None
+    return lambda fraction: progress((run + fraction) / runs)
+
+
+def batch_size(options: Options, rows: int) -> int | None:
+    """Rows per step: the request's, else every row up to FULL_BATCH_ROWS, else MINI_BATCH."""
+    if options.batch_size is not None:
+        return options.batch_size
+    return None if rows <= FULL_BATCH_ROWS else MINI_BATCH
+
+
 def _rate(options: Options, targets: Matrix) -> float:
-    """The learning rate: the request's, else STEP_PER_ROW over the rows trained on."""
+    """The learning rate: the request's, else STEP_PER_ROW over the rows of one step."""
     if options.learning_rate is not None:
         return options.learning_rate
-    return STEP_PER_ROW / len(targets)
+    rows = len(targets)
+    return STEP_PER_ROW / min(rows, batch_size(options, rows) or rows)
 
 
 def _hidden(options: Options, n_inputs: int) -> HiddenLayer | None:
@@ -176,6 +210,7 @@ def _train(
     targets: Matrix,
     hidden: HiddenLayer | None,
     budget_seconds: float | None,
+    progress: Progress | None,
     refit: bool = False,
 ) -> TrainingResult:
     try:
@@ -191,6 +226,8 @@ def _train(
             intercept=options.intercept,
             l2=options.l2,
             hidden=hidden,
+            batch_size=batch_size(options, len(targets)),
+            progress=progress,
         )
     except TrainingTimeout as exc:
         if refit:  # the budget covers both runs: say which one ran out of it

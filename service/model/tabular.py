@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,14 +33,46 @@ class Table:
 def parse_csv(body: bytes, target: str | None, max_rows: int, max_features: int) -> Table:
     """Read ``body``; ``target`` names the label column (None: the last column)."""
     if not body.strip():
-        raise MalformedCsv("the body is empty: send a header row, then one row per example")
+        raise _empty()
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MalformedCsv(f"the body is not UTF-8 (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    return _table(io.StringIO(text, newline=""), target, max_rows, max_features)
+
+
+def read_csv(stream: IO[bytes], target: str | None, max_rows: int, max_features: int) -> Table:
+    """parse_csv() of a binary stream, read a block at a time: the text is never held whole."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    lines = _Lines(text)
     try:
-        header = _header(next(reader, []), max_features)
+        return _table(lines, target, max_rows, max_features)
+    except UnicodeDecodeError:
+        # the decoder reads ahead a block: the line is where it was, not the byte at fault
+        raise MalformedCsv(f"the body is not UTF-8 (near line {lines.count + 1})") from None
+    finally:
+        text.detach()
+
+
+class _Lines:
+    """A text stream's lines, counted, for the line a decoding error is on."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text, self.count = text, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._text:
+            self.count += 1
+            yield line
+
+
+def _table(lines: Iterable[str], target: str | None, max_rows: int, max_features: int) -> Table:
+    reader = csv.reader(lines, strict=True)
+    try:
+        first = next((row for row in reader if "".join(row).strip()), None)
+        if first is None:  # nothing but blank lines
+            raise _empty()
+        header = _header(first, max_features)
         column = _target_column(header, target)
         data = np.concatenate(list(_chunks(reader, max_rows, header, column)))
     except csv.Error as exc:
@@ -56,6 +88,10 @@ def parse_csv(body: bytes, target: str | None, max_rows: int, max_features: int)
         feature_names=[name for i, name in enumerate(header) if i != column],
         target_name=header[column],
     )
+
+
+def _empty() -> MalformedCsv:
+    return MalformedCsv("the body is empty: send a header row, then one row per example")
 
 
 def _header(cells: list[str], max_features: int) -> list[str]:
@@ -137,7 +173,8 @@ def _numbers(rows: list[list[str]], lines: list[int], header: list[str], target:
     """Plain decimal numbers only: float() alone would take '1_000' or Arabic-Indic digits."""
     flat = [cell for row in rows for cell in row]
     try:
-        if not all(map(str.isascii, flat)) or any("_" in cell for cell in flat):
+        joined = "".join(flat)  # one check over the block, not one per cell
+        if not joined.isascii() or "_" in joined:
             raise ValueError
         block = np.array(flat, dtype=np.float64).reshape(len(rows), len(header))
     except ValueError:
