@@ -30,6 +30,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     NEURON_BIND=0.0.0.0:8000 \
     NEURON_GRPC_BIND=0.0.0.0:8081 \
     NEURON_MODEL_DIR=/data \
+    NEURON_JOB_DIR=/data/jobs \
     PROMETHEUS_MULTIPROC_DIR=/dev/shm/neuron-metrics
 
 # Only the pinned wheels from the build stage: --no-index, so nothing unpinned sneaks in.
@@ -44,7 +45,8 @@ RUN pip install --no-cache-dir --no-index --find-links /tmp/wheels /tmp/wheels/*
 
 WORKDIR /app
 COPY gunicorn.conf.py ./
-# The model versions live here: mount a named volume so they outlive the container.
+# The model versions (and training jobs' bodies, /data/jobs) live here: mount a named volume so
+# they outlive the container.
 VOLUME ["/data"]
 # 8000: HTTP (REST and V2 REST); 8081: the Open Inference Protocol over gRPC (h2c).
 EXPOSE 8000 8081

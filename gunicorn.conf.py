@@ -43,7 +43,15 @@ control_socket_disable = True  # a fixed default path collides between several s
 accesslog = None  # the app writes its own JSON access log with the request id
 errorlog = "-"
 loglevel = _settings.log_level
-proc_name = "neuron-service"
+# Per address: gunicorn names the dirty arbiter's pid file after it, and a master starting
+# kills the process an old file names. One name for two servers would kill the other's.
+proc_name = f"neuron-service-{_settings.bind}"
+
+if _settings.jobs_enabled:  # the training process (service/server/trainer.py)
+    dirty_apps = ["service.server.trainer:Trainer"]
+    dirty_workers = 1
+    dirty_timeout = 60  # its heartbeat: a thread trains, the worker's own loop still beats
+    dirty_graceful_timeout = 15  # a job in training goes back to the queue within this
 
 # Made here, in the master, before any fork: every worker maps the same memory.
 _board = ConnectionBoard()

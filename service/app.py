@@ -10,10 +10,11 @@ from flask import Flask
 
 from . import logs, oip
 from .errors import ServiceError
-from .http import admin, api, docs, openapi, ops
+from .http import admin, api, docs, jobs, openapi, ops
 from .http.cors import Cors
 from .http.encoding import BodyEncoding
 from .http.web import install_hooks, json_bytes, register_error_handlers
+from .jobs import Jobs
 from .oip import openapi as oip_openapi
 from .serving import ModelServer
 from .settings import Settings
@@ -27,7 +28,9 @@ OPERATIONS = (*openapi.OPERATIONS, *oip_openapi.OPERATIONS)
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of the whole app (served at /openapi.json)."""
-    return openapi.document(OPERATIONS, oip_openapi.PARAMETER_EXAMPLES)
+    return openapi.document(
+        OPERATIONS, {**oip_openapi.PARAMETER_EXAMPLES, **openapi.PARAMETER_EXAMPLES}
+    )
 
 
 def documented_statuses(path: str, method: str) -> set[int]:
@@ -58,7 +61,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["neuron"] = server
     app.extensions["neuron_token"] = None if token is None else token.encode()
     app.extensions["neuron_openapi"] = openapi_document
-    for blueprint in (api.bp, admin.bp, ops.bp, oip.bp):
+    app.extensions["neuron_jobs"] = Jobs(settings, server.store) if settings.jobs_enabled else None
+    for blueprint in (api.bp, admin.bp, jobs.bp, ops.bp, oip.bp):
         app.register_blueprint(blueprint)
     if settings.docs_enabled:  # off: /docs and its assets are not routes at all (404)
         app.register_blueprint(docs.bp)
@@ -67,7 +71,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = lane  # type: ignore[method-assign]
     app.extensions["neuron_binary_lane"] = lane
     # Around the lane too: a gzip body reaches every reader decoded, whichever serves it.
-    app.wsgi_app = BodyEncoding(app.wsgi_app, settings.max_body_bytes, _refusal)  # type: ignore[method-assign]
+    app.wsgi_app = BodyEncoding(  # type: ignore[method-assign]
+        app.wsgi_app, settings.max_body_bytes, _refusal, raw=jobs.bp.url_prefix
+    )
     origins = settings.cors()
     if origins:  # around the lane too: a binary infer's answer gets the same headers
         app.wsgi_app = Cors(app.wsgi_app, origins, settings.cors_admin)  # type: ignore[method-assign]

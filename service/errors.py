@@ -60,6 +60,12 @@ class MethodNotAllowed(ServiceError):
     status, code = 405, "method_not_allowed"
 
 
+class Conflict(ServiceError):
+    """The resource's state does not allow it (e.g. cancelling a job that has ended)."""
+
+    status, code = 409, "conflict"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 

@@ -72,6 +72,17 @@ MODEL_VALIDATION_BASELINE_ACCURACY = Gauge(
     "Accuracy of always answering the majority class on the same held-out rows (NaN without).",
     multiprocess_mode="mostrecent",
 )
+JOB_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+TRAINING_JOBS_TOTAL = Counter(
+    "neuron_training_jobs", "Training jobs ended, by outcome (succeeded, failed, cancelled).",
+    ["outcome"],
+)  # fmt: skip
+TRAINING_JOB_DURATION_SECONDS = Histogram(
+    "neuron_training_job_duration_seconds",
+    "Time from a job's start to its end (reading its body included), by outcome.",
+    ["outcome"],
+    buckets=JOB_BUCKETS,
+)
 MODEL_LOAD_FAILURES_TOTAL = Counter(
     "neuron_model_load_failures", "Stored versions found damaged and quarantined."
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Literal
 
@@ -22,7 +23,7 @@ from .errors import (
     validation_error,
 )
 from .model import policy
-from .model.neuron import Matrix, Neuron, classic_training_set
+from .model.neuron import Matrix, Neuron, Progress, classic_training_set
 from .model.statistics import describe
 from .model.validation import Scores
 from .schemas import (
@@ -190,11 +191,31 @@ class ModelServer:
     # -- administration ----------------------------------------------------------------------
 
     def retrain(self, request: RetrainRequest) -> RetrainResponse:
-        """Train without holding the lock; save (locked) only a model worth serving."""
+        """A synchronous retrain, within the limits of one request."""
         data = _training_data(request)
-        self._check_limits(data[0], request)
+        limits = self.settings
+        self._check_limits(data[0], request, limits.max_train_rows, limits.max_training_work)
+        return self._retrain(data, request, limits.training_budget_seconds)
+
+    def train_job(
+        self, request: RetrainRequest, progress: Progress, before_save: Callable[[], None]
+    ) -> RetrainResponse:
+        """A training job's retrain: the jobs' limits and budget; ``before_save`` may veto."""
+        data = _training_data(request)
+        self._check_limits(data[0], request, self.settings.max_job_rows, None)
+        return self._retrain(data, request, self.settings.job_budget_seconds, progress, before_save)
+
+    def _retrain(
+        self,
+        data: tuple[Matrix, Matrix],
+        request: RetrainRequest,
+        budget_seconds: float,
+        progress: Progress | None = None,
+        before_save: Callable[[], None] | None = None,
+    ) -> RetrainResponse:
+        """Train without holding the lock; save (locked) only a model worth serving."""
         try:
-            candidate = policy.fit(*data, request, self.settings.training_budget_seconds)
+            candidate = policy.fit(*data, request, budget_seconds, progress)
         except TrainingRejected:
             metrics.RETRAINS_TOTAL.labels("rejected").inc()
             raise
@@ -204,7 +225,7 @@ class ModelServer:
             raise TrainingRejected(candidate.refusal())
         training = _metadata("retrain", data, candidate, request, self.settings.drift_bins)
         try:
-            record, verdict = self._promote(request, candidate, training)
+            record, verdict = self._promote(request, candidate, training, before_save)
         except Exception:
             metrics.RETRAINS_TOTAL.labels("failed").inc()
             raise
@@ -214,10 +235,16 @@ class ModelServer:
         return _retrain_response(record, candidate, verdict, training, request)
 
     def _promote(
-        self, request: RetrainRequest, candidate: policy.Candidate, training: TrainingMetadata
+        self,
+        request: RetrainRequest,
+        candidate: policy.Candidate,
+        training: TrainingMetadata,
+        before_save: Callable[[], None] | None,
     ) -> tuple[ModelRecord, policy.Verdict]:
         """Under the writers' lock, so the serving model compared is the one replaced."""
         with self.store.lock():
+            if before_save is not None:
+                before_save()
             verdict = candidate.verdict(request, self._serving_neuron)
             if not verdict.promoted:
                 return self.model.get(), verdict
@@ -239,27 +266,26 @@ class ModelServer:
         self.model.set(record)
         return self.info()
 
-    def _check_limits(self, inputs: Matrix, request: RetrainRequest) -> None:
+    def _check_limits(
+        self, inputs: Matrix, request: RetrainRequest, max_rows: int, max_work: int | None
+    ) -> None:
         rows, width = inputs.shape
         limits, iterations = self.settings, request.iterations
-        if rows > limits.max_train_rows:
-            raise PayloadTooLarge(f"at most {limits.max_train_rows} training rows are allowed")
+        if rows > max_rows:
+            raise PayloadTooLarge(f"at most {max_rows} training rows are allowed")
         if width > limits.max_inputs:
             raise validation_error(
                 "too many inputs", ["inputs"], f"at most {limits.max_inputs} features per row"
             )
-        if iterations > limits.max_iterations:
-            raise validation_error(
-                "too many iterations",
-                ["iterations"],
-                f"at most {limits.max_iterations} iterations are allowed",
-            )
+        check_iterations(request, limits)
         trained = width if request.hidden is None else self._hidden_width(width, request.hidden)
-        if rows * (trained + request.intercept) * iterations > limits.max_training_work:
+        if max_work is None:
+            return
+        if rows * (trained + request.intercept) * iterations > max_work:
             raise validation_error(
                 "training too large",
                 ["iterations"],
-                f"rows x trained weights x iterations must stay under {limits.max_training_work}"
+                f"rows x trained weights x iterations must stay under {max_work}"
                 " (the trained weights: one per input, or per hidden unit, and the bias)",
             )
 
@@ -280,6 +306,16 @@ class ModelServer:
                 f"{hidden.units} x {width} is {hidden.units * width}",
             )
         return hidden.units
+
+
+def check_iterations(request: RetrainRequest, settings: Settings) -> None:
+    """The one limit a retrain's settings alone break (a job checks it before its body)."""
+    if request.iterations > settings.max_iterations:
+        raise validation_error(
+            "too many iterations",
+            ["iterations"],
+            f"at most {settings.max_iterations} iterations are allowed",
+        )
 
 
 def _checked_width(inputs: Matrix, record: ModelRecord) -> Matrix:

@@ -74,6 +74,33 @@ class Settings(BaseSettings):
     worker_timeout_seconds: int = Field(
         30, ge=2, description="gunicorn worker timeout; must exceed the training budget."
     )
+    jobs_enabled: bool = Field(
+        True,
+        description="Run training jobs (POST /admin/jobs) in a process beside the workers "
+        "(gunicorn's dirty arbiter); false answers 404 at /admin/jobs.",
+    )
+    job_dir: Path | None = Field(
+        None,
+        description="Where job bodies are spooled (and, on the directory store, the jobs' "
+        "state is kept). Unset: jobs/ in the store's directory, or var/jobs on PostgreSQL.",
+    )
+    max_job_body_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest job body, as sent and once decompressed; refused from "
+        "Content-Length before it is read (413).",
+    )
+    max_job_rows: int = Field(2_000_000, ge=1, description="Most rows one training job takes.")
+    job_budget_seconds: float = Field(
+        3600.0, gt=0, description="Wall-clock budget of one job's training; past it it fails."
+    )
+    job_heartbeat_timeout_seconds: float = Field(
+        30.0,
+        ge=2,
+        description="A job whose training process has not been heard of for this long is "
+        "marked failed (the process or its replica died).",
+    )
+    keep_jobs: int = Field(100, ge=1, description="Ended jobs kept for GET /admin/jobs.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
     threads: int = Field(
         16,

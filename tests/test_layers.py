@@ -21,6 +21,7 @@ UNITS = (
     "service.app",
     "service.oip",
     "service.http",
+    "service.jobs",
     "service.serving",
     "service.drift",
     "service.schemas",

@@ -41,14 +41,17 @@ Refusal = Callable[["WSGIEnvironment", ServiceError], tuple[int, bytes]]
 class BodyEncoding:
     """Decodes gzip and deflate request bodies; gzips big answers for clients that ask."""
 
-    def __init__(self, app: WSGIApplication, max_body: int, refusal: Refusal) -> None:
+    def __init__(
+        self, app: WSGIApplication, max_body: int, refusal: Refusal, raw: str | None = None
+    ) -> None:
         self.app = app
         self._max_body = max_body
         self._refusal = refusal  # the error body in the envelope of the request's API
+        self._raw = raw  # a path prefix whose handlers stream and decode their bodies themselves
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         coding = environ.get("HTTP_CONTENT_ENCODING")
-        if coding is not None:
+        if coding is not None and not _passes_raw(environ, self._raw):
             try:
                 _decode(environ, coding, self._max_body)
             except ServiceError as error:
@@ -82,6 +85,10 @@ class BodyEncoding:
 
 
 _REASONS = {400: "Bad Request", 413: "Request Entity Too Large", 415: "Unsupported Media Type"}
+
+
+def _passes_raw(environ: WSGIEnvironment, prefix: str | None) -> bool:
+    return prefix is not None and environ.get("PATH_INFO", "").startswith(prefix)
 
 
 def _drain(stream: BinaryIO, max_body: int, environ: WSGIEnvironment) -> bool:

@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from ..drift import DriftReport
+from ..jobs.job import JobInfo, JobList
 from ..schemas import (
     CSV_TARGET_PARAMETER,
     ErrorResponse,
@@ -37,6 +38,7 @@ _REASONS = {
     403: "Admin endpoints disabled (no token configured)",
     404: "Not found",
     405: "Method not allowed",
+    409: "The job has already ended",
     413: "Body or batch too large",
     415: "Body is not application/json (or, where accepted, UTF-8 text/csv)",
     422: "Invalid values",
@@ -58,6 +60,7 @@ RETRAIN_EXAMPLE = {  # the classic four rows, trained with the defaults: the def
     "seed": 1,
 }
 ROLLBACK_EXAMPLE = {"version": 1}
+PARAMETER_EXAMPLES = {"job_id": "0123456789abcdef0123456789abcdef"}
 TAGS = (
     ("model", "Predict, evaluate and inspect the serving model"),
     ("admin", "Retrain and roll back; send the admin token with Authorize"),
@@ -79,6 +82,7 @@ class Operation:
     media_type: str = "application/json"
     error_response: type[BaseModel] = ErrorResponse
     example: dict[str, Any] | None = None
+    ok: int = 200  # the status of success (202: accepted, done later)
     html: bool = False  # also answers text/html to a client asking for it first
     csv: bool = False  # also takes a text/csv body, its settings as query parameters
 
@@ -116,6 +120,24 @@ OPERATIONS = (
         "/admin/rollback", "post", "Serve a kept version again, as a new version", ModelInfo,
         RollbackRequest, (*_JSON_BODY, 401, 403, 404, 503, 507), admin=True,
         example=ROLLBACK_EXAMPLE,
+    ),
+    Operation(
+        "/admin/jobs", "post",
+        "Queue a training job: the body (JSON, or CSV of any size within the job limits) is "
+        "streamed to disk and trained in the training process",
+        JobInfo, RetrainRequest, (*_JSON_BODY, 401, 403, 503, 507), body_required=False,
+        admin=True, example=RETRAIN_EXAMPLE, csv=True, ok=202,
+    ),
+    Operation("/admin/jobs", "get", "Recent training jobs", JobList, errors=(401, 403, 503),
+              admin=True),
+    Operation(
+        "/admin/jobs/{job_id}", "get", "One training job: state, progress, result or error",
+        JobInfo, errors=(401, 403, 503), admin=True,
+    ),
+    Operation(
+        "/admin/jobs/{job_id}", "delete",
+        "Cancel a training job: a queued one at once, a running one within a second",
+        JobInfo, errors=(401, 403, 409, 503), admin=True, ok=202,
     ),
 )  # fmt: skip
 
@@ -209,7 +231,8 @@ def _operation(op: Operation, parameter_examples: Mapping[str, str]) -> dict[str
     ok_content: dict[str, Any] = {op.media_type: {"schema": ok_schema}}
     if op.html:
         ok_content["text/html"] = {"schema": {"type": "string"}}
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": ok_content}}
+    ok = "OK" if op.ok == 200 else "Accepted"
+    responses: dict[str, Any] = {str(op.ok): {"description": ok, "content": ok_content}}
     for status in sorted({*op.errors, *_ALWAYS}):
         responses[str(status)] = {
             "description": _REASONS[status],

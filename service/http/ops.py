@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import __version__, metrics
 from ..drift import DriftCollector
+from ..jobs.exposition import JobsCollector
 from ..schemas import Health, Index
 from . import docs
 from .api import server
@@ -63,7 +64,9 @@ def prometheus() -> Response:
     drift = DriftCollector(
         model_server.drift_report_if_ready, model_server.settings.drift_top_features
     )
-    body, content_type = metrics.render(drift)
+    jobs = current_app.extensions.get("neuron_jobs")
+    extra = (drift,) if jobs is None else (drift, JobsCollector(jobs.states))
+    body, content_type = metrics.render(*extra)
     return Response(body, content_type=content_type)
 
 

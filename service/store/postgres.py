@@ -4,6 +4,7 @@ Tables (created and upgraded by the service itself, see MIGRATIONS):
   neuron_models          one row per version: the exact bytes document.encode() wrote
   neuron_state           one row: the last version number given out and the serving version
   neuron_schema_version  the migrations applied
+  neuron_jobs            training jobs (service/jobs/pgboard.py reads and writes them)
 
 Writers serialise on a session advisory lock (lock()); version numbers come from
 neuron_state.last_version, so a number is never given out twice. Every process polls the one
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -38,6 +39,7 @@ LOCK_TIMEOUT_SECONDS = 5.0
 # Session advisory lock keys: "neuron" in ASCII for the writers, plus one for migrations.
 WRITERS_LOCK = 0x6E6575726F6E
 SCHEMA_LOCK = WRITERS_LOCK + 1
+TRAINING_LOCK = WRITERS_LOCK + 2  # held by the one training process running a job
 # libpq options: a dead network is noticed in seconds, not at the kernel's 2-hour default.
 CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -65,6 +67,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             changed_at timestamptz NOT NULL DEFAULT now()
         )""",
         "INSERT INTO neuron_state DEFAULT VALUES",
+    ),
+    2: (
+        """CREATE TABLE neuron_jobs (
+            id text PRIMARY KEY,
+            created_at text NOT NULL,
+            state text NOT NULL,
+            job jsonb NOT NULL
+        )""",
+        "CREATE INDEX neuron_jobs_created ON neuron_jobs (created_at DESC)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -224,6 +235,10 @@ class PostgresStore(Store):
         return record
 
     # -- connections -------------------------------------------------------------------------
+
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A connection of this store's (migrated, errors translated) for its other tables."""
+        return self._connection()
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:

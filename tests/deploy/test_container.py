@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,31 @@ def test_retrain_survives_restart(project: Project) -> None:
     assert served["version"] == after["version"]
     assert served["weights"] == after["weights"]
     assert project.exec("ls", "/data"), "the model directory is empty"
+
+
+def test_a_training_job_runs_in_the_containers_training_process(project: Project) -> None:
+    """The dirty arbiter's training process, as uid 10001, spooling under /data/jobs."""
+    auth = {"Authorization": f"Bearer {project.chosen_token}"}
+    before = requests.get(f"{project.url}/model", timeout=10).json()["version"]
+    rows = "".join(f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}\n" for i in range(400))
+    posted = requests.post(
+        f"{project.url}/admin/jobs",
+        data=("a,b,y\n" + rows).encode(),
+        params={"standardize": "true"},
+        headers={**auth, "Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert posted.status_code == 202, posted.text
+    location = f"{project.url}{posted.headers['Location']}"
+    deadline = time.monotonic() + 60
+    job = posted.json()
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = requests.get(location, headers=auth, timeout=10).json()
+    assert job["state"] == "succeeded", job
+    assert requests.get(f"{project.url}/model", timeout=10).json()["version"] > before
+    assert job["id"] + ".json" in project.exec("ls", "/data/jobs")
+    assert ".body" not in project.exec("ls", "/data/jobs")  # read, trained, deleted
 
 
 def test_down_removes_container_and_volume(project: Project) -> None:

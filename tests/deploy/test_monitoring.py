@@ -62,6 +62,10 @@ def traffic(url: str) -> None:
         assert evaluate.ok, evaluate.text
         assert http.post(f"{url}/predict", json={"inputs": [[1, 0]]}, timeout=5).status_code == 422
         assert http.get(f"{url}/model", timeout=5).ok
+        # A training job that fails on its data: it counts, and promotes nothing
+        bad = {"inputs": [[1, True, 0]], "targets": [1]}
+        job = http.post(f"{url}/admin/jobs", headers=AUTH, json=bad, timeout=10)
+        assert job.status_code == 202, job.text
         retrain = http.post(f"{url}/admin/retrain", headers=AUTH, timeout=30)
         assert retrain.ok, retrain.text
         assert http.post(f"{url}/admin/retrain", timeout=5).status_code in (401, 403)

@@ -8,6 +8,7 @@ gunicorn with the project's gunicorn.conf.py, ready when every worker has loaded
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -66,6 +67,9 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+_DIRTY_ARBITER = re.compile(r"Spawned dirty arbiter \(pid: (\d+)\)")
 
 
 class ServerProcess:
@@ -256,6 +260,21 @@ class Gunicorn(ServerProcess):
     def restart(self) -> Gunicorn:
         self.stop()
         return self.start()
+
+    def worker_pids(self) -> set[int]:
+        """The HTTP workers: the master's children but the dirty arbiter (training jobs)."""
+        return super().worker_pids() - set(self.dirty_arbiters())
+
+    def dirty_arbiters(self) -> list[int]:
+        """Pids of the dirty arbiters the master said it spawned, oldest first."""
+        return [int(pid) for pid in _DIRTY_ARBITER.findall(self.log())]
+
+    def trainer_pids(self) -> set[int]:
+        """The training processes: the live dirty arbiters' children."""
+        live = set(super().worker_pids())
+        return {
+            kid for arbiter in self.dirty_arbiters() if arbiter in live for kid in children(arbiter)
+        }
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON lines of the service's own logs (gunicorn's plain lines are skipped)."""
