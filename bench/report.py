@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import grpcbench
+from bench import grpcbench, training
 from bench.chart import chart
 from bench.targets import Spread, Target, context, targets
 
@@ -367,6 +367,7 @@ def write(data: dict[str, Any], md: Path, png: Path) -> None:
         *batch_tables(data),
         *grpcbench.table(data),
         *footprint_tables(data),
+        *training.table(data),
         *micro_tables(data),
         *gap_analysis(data, rows),
         *profiles(data),

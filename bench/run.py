@@ -22,7 +22,7 @@ from typing import Any
 if __name__ == "__main__":  # `python bench/run.py`: the repository root, not bench/, on the path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench import batch, configs, grpcbench, machine, micro, profiling, report, startup
+from bench import batch, configs, grpcbench, machine, micro, profiling, report, startup, training
 from bench.configs import BENCH, Config, GunicornSetup
 from bench.log import log
 from bench.wrk import Series, body_file, interleaved, wrk
@@ -193,6 +193,10 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
     log("micro-suite")
     data["micro"] = micro.run(quick=args.quick)
     data["gc"] = micro.gc_cost()
+    # Quick runs too (~30 s): every server is stopped by now, and each training run is a
+    # process of its own, so the peak memory judged is that process's alone.
+    log("training on big data (10^5 and 10^6 rows)")
+    data["training"] = training.run(workdir, log=log)
     return data
 
 

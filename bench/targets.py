@@ -1,4 +1,5 @@
-"""Issue 12's targets (and #11's binary infer) as rows, each computed from one run's figures."""
+"""Issue 12's targets (and #11's binary infer, the training process's memory) as rows, each
+computed from one run's figures."""
 
 from __future__ import annotations
 
@@ -187,6 +188,38 @@ def footprint(data: dict[str, Any]) -> list[Target]:
     return out
 
 
+def _trained(data: dict[str, Any], rows: int) -> dict[str, Any] | None:
+    """The service's training run on ``rows`` rows (bench/training.py), if there was one."""
+    entry = (data.get("training") or {}).get("sizes", {}).get(str(rows))
+    return None if entry is None else dict(entry["service"])
+
+
+def training_memory(data: dict[str, Any]) -> list[Target]:
+    """The training process's peak RSS on 10^6 x 10 (a failed run shows as nan: missed)."""
+    run = _trained(data, 1_000_000)
+    if run is None:
+        return []
+    peak = float(run.get("peak_mb", float("nan")))
+    return [
+        Target("training process peak memory, 10^6 x 10", Spread(peak, peak, peak), 500, " MB",
+               at_least=False, digits=0),
+    ]  # fmt: skip
+
+
+def training_speed(data: dict[str, Any]) -> list[Context]:
+    """Rows per second of a training job (read + train + save), for context: no target."""
+    out = []
+    for rows in (100_000, 1_000_000):
+        run = _trained(data, rows)
+        if run and "train_s" in run:
+            speed = run["rows"] / (run["parse_s"] + run["train_s"])
+            out.append(
+                Context(f"training rows/s (read the CSV, train, save), {rows:,} x 10",
+                        Spread(speed, speed, speed), 0)
+            )  # fmt: skip
+    return out
+
+
 def targets(data: dict[str, Any]) -> list[Target]:
     """Every target this run can judge, in the order the report lists them."""
     load = data["load"]
@@ -198,6 +231,7 @@ def targets(data: dict[str, Any]) -> list[Target]:
         *keepalive_share(load),
         *batches(data),
         *footprint(data),
+        *training_memory(data),
     ]
 
 
@@ -256,4 +290,4 @@ def context(data: dict[str, Any], cls: str, other: str) -> list[Context]:
             Context("10,000-row FP64 JSON V2 infer: wall ms over the bare WSGI floor (same bytes)",
                     over_floor(v2["service json"], v2["bare json"]))
         )  # fmt: skip
-    return out
+    return out + training_speed(data)

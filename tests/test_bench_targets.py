@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import Spread, targets
+from bench.targets import Spread, context, targets
 
 
 def _run(rps: float, cpu_us: float, shares: list[float]) -> dict[str, Any]:
@@ -73,3 +73,37 @@ def test_drift_cost_is_judged_per_repetition_against_counting_off() -> None:
     assert single.measured.hi == 1 - 3800 / 3900 > 0.025
     batch = rows["drift cost: wall(drift on) / wall(off) - 1, 10,000-row JSON /predict"]
     assert batch.measured.median == 3.3 / 3.0 - 1 and batch.met is False  # 10 % > 5 %
+
+
+def _training(peak_mb: float) -> dict[str, Any]:
+    def run(rows: int, parse_s: float, train_s: float, peak: float) -> dict[str, Any]:
+        return {"rows": rows, "parse_s": parse_s, "train_s": train_s, "peak_mb": peak}
+
+    return {
+        "sizes": {
+            "100000": {"service": run(100_000, 0.25, 0.75, 90.0)},
+            "1000000": {"service": run(1_000_000, 2.5, 7.5, peak_mb)},
+        }
+    }
+
+
+def test_training_memory_is_a_ceiling_and_its_speed_only_context() -> None:
+    data = _data([[0.5, 0.5]] * 3)
+    name = "training process peak memory, 10^6 x 10"
+    assert name not in {t.name for t in targets(data)}  # no training run: no row
+    data["training"] = _training(359.0)
+    peak = {t.name: t for t in targets(data)}[name]
+    assert peak.measured == Spread(359.0, 359.0, 359.0) and peak.target == 500 and peak.met
+    data["training"] = _training(512.0)
+    assert {t.name: t for t in targets(data)}[name].met is False
+    speeds = {c.name: c.measured.median for c in context(data, "gthread", "sync")}
+    assert speeds["training rows/s (read the CSV, train, save), 100,000 x 10"] == 100_000
+    assert speeds["training rows/s (read the CSV, train, save), 1,000,000 x 10"] == 100_000
+
+
+def test_a_failed_training_run_misses_the_memory_target() -> None:
+    data = _data([[0.5, 0.5]] * 3)
+    data["training"] = {"sizes": {"1000000": {"service": {"error": "MemoryError"}}}}
+    rows = {t.name: t for t in targets(data)}
+    assert rows["training process peak memory, 10^6 x 10"].met is False
+    assert not [c for c in context(data, "gthread", "sync") if c.name.startswith("training")]
