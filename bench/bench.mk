@@ -23,11 +23,11 @@ bench-deps: $(BENCH_STAMP)  ## Install the bench's tools: wrk (Debian package), 
 	  echo "wrk is missing: installing the Debian package (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk; }
 
-bench: bench-deps  ## Full benchmark (~6 min): floors, service, sync vs gthread, MLServer, batch, micro.
+bench: bench-deps  ## Full benchmark (~9 min): floors, service, sync vs gthread, MLServer, batch, micro, training.
 	-@$(MAKE) --no-print-directory $(MLSERVER_STAMP) || echo "MLServer venv failed: the results say so"
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py $(BENCH_ARGS)
 
-bench-quick: bench-deps  ## Short benchmark (~1 min): floors and service only; writes bench/results/quick.md.
+bench-quick: bench-deps  ## Short benchmark (~2 min): floors, service, training on big data; writes bench/results/quick.md.
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 bench-micro: $(BENCH_STAMP)  ## Only the in-process micro-suite (timeit).

@@ -131,7 +131,7 @@ class Window:
                 continue  # replaced or removed meanwhile
             if len(table) < _HEADER + SLOTS:
                 continue
-            if _expired(table, now) and not _alive(int(table[3])):
+            if _expired(table, now) and not alive(int(table[3])):
                 path.unlink(missing_ok=True)  # a dead worker's file, with nothing recent left
                 continue
             tables.append(table)
@@ -142,7 +142,8 @@ def _expired(table: NDArray[np.float64], now: int) -> bool:
     return bool(np.all(table[_HEADER : _HEADER + SLOTS] <= now - SLOTS))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this pid exists (this sweep's and the job runner's test)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

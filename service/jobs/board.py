@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,6 +20,8 @@ from pydantic import ValidationError
 
 from ..errors import InsufficientStorage, StorageUnavailable
 from .job import Job
+
+log = logging.getLogger("neuron.jobs")
 
 Change = Callable[[Job], Job | None]  # the job as it is now -> as it should be (None: as is)
 
@@ -67,8 +70,16 @@ class DirectoryBoard(Board):
     def recent(self, limit: int) -> list[Job]:
         if not self.directory.is_dir():
             return []
-        jobs = [job for path in self.directory.glob("*.json") if (job := self.get(path.stem))]
+        jobs = [job for path in self.directory.glob("*.json") if (job := self._readable(path))]
         return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+
+    def _readable(self, path: Path) -> Job | None:
+        """A job file, or None if it is gone or damaged (one bad file must not hide the rest)."""
+        try:
+            return self.get(path.stem)
+        except StorageUnavailable as exc:
+            log.error("%s", exc.message)
+            return None
 
     def update(self, job_id: str, change: Change) -> Job | None:
         with self._locked(".board.lock"):

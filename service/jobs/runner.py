@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from .. import metrics
+from ..drift.window import alive
 from ..errors import MalformedRequest, ServiceError, ValidationFailed
 from ..model.tabular import read_csv
 from ..schemas import RetrainRequest, retrain_settings, validation_details
@@ -92,7 +93,7 @@ class JobRunner:
     def _dead(self, job: Job) -> str | None:
         mine = job.node == self.jobs.node
         orphan = mine and job.state == "running" and job.runner != self.pid
-        if orphan and (job.runner is None or not _alive(job.runner)):
+        if orphan and (job.runner is None or not alive(job.runner)):
             return (
                 f"the training process (pid {job.runner}) ended while it ran this job: "
                 "killed, or out of memory"
@@ -292,13 +293,3 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return time.time()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -257,14 +257,13 @@ def train(
     penalized = np.ones_like(weights)
     if intercept:
         penalized[-1] = 0.0
+    rule = _Rule(learning_rate, l2, penalized)
     run = _Run(iterations, tolerance, budget_seconds, progress)
     if batch_size is None or batch_size >= len(inputs):
-        weights, outputs, initial = _full_batch(
-            features(inputs), targets, weights, l2, penalized, learning_rate, run
-        )
+        weights, outputs, initial = _full_batch(features(inputs), targets, weights, rule, run)
     else:
         weights, outputs, initial = _mini_batches(
-            features, inputs, targets, weights, l2, penalized, learning_rate, batch_size, seed, run
+            features, inputs, targets, weights, rule, batch_size, seed, run
         )
     bias = float(weights[-1, 0]) if intercept else None
     return TrainingResult(
@@ -330,19 +329,25 @@ class _Run:
         return self.tolerance is not None and mse(outputs, targets) < self.tolerance
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """The article's update with its learning rate and penalty (see step())."""
+
+    learning_rate: float
+    l2: float
+    penalized: Matrix
+
+    def __call__(self, weights: Matrix, inputs: Matrix, targets: Matrix) -> Matrix:
+        return step(weights, inputs, targets, self.learning_rate, self.l2, self.penalized)
+
+
 def _full_batch(
-    inputs: Matrix,
-    targets: Matrix,
-    weights: Matrix,
-    l2: float,
-    penalized: Matrix,
-    learning_rate: float,
-    run: _Run,
+    inputs: Matrix, targets: Matrix, weights: Matrix, rule: _Rule, run: _Run
 ) -> tuple[Matrix, Matrix, float]:
     """The article's loop: every row in every step. (weights, outputs, initial loss)"""
     initial_loss = mse(sigmoid(inputs @ weights), targets)
     while run.done < run.iterations:
-        weights = step(weights, inputs, targets, learning_rate, l2, penalized)
+        weights = rule(weights, inputs, targets)
         if run.tolerance is not None and run.tolerated(sigmoid(inputs @ weights), targets):
             run.done += 1
             break
@@ -355,9 +360,7 @@ def _mini_batches(
     inputs: Matrix,
     targets: Matrix,
     weights: Matrix,
-    l2: float,
-    penalized: Matrix,
-    learning_rate: float,
+    rule: _Rule,
     batch_size: int,
     seed: int,
     run: _Run,
@@ -369,9 +372,7 @@ def _mini_batches(
         order = rng.permutation(len(inputs))
         for start in range(0, len(order) - batch_size + 1, batch_size):
             rows = np.sort(order[start : start + batch_size])  # sorted: a gather in memory order
-            weights = step(
-                weights, features(inputs[rows]), targets[rows], learning_rate, l2, penalized
-            )
+            weights = rule(weights, features(inputs[rows]), targets[rows])
             run.advance()
             if run.done >= run.iterations:
                 break

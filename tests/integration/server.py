@@ -14,8 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +294,18 @@ class Gunicorn(ServerProcess):
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 10)
         return requests.get(f"{self.url}{path}", **kwargs)
+
+
+@contextmanager
+def replicas(envs: Sequence[Mapping[str, str]], workdir: Path) -> Iterator[list[Gunicorn]]:
+    """One gunicorn per env (e.g. the same NEURON_STORE_URL), started together, stopped after."""
+    servers = [Gunicorn(workdir / f"r{i}", env=env) for i, env in enumerate(envs)]
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

@@ -12,26 +12,17 @@ import pytest
 
 from .jobs import AUTH, as_csv, cancel, follow, job, long_job, raw_table, submit
 from .server import Gunicorn
+from .server import replicas as start_replicas
 
 
 @pytest.fixture
 def replicas(pg_url: str, tmp_path: Path) -> Iterator[list[Gunicorn]]:
-    servers = [
-        Gunicorn(
-            tmp_path / f"r{i}",
-            env={"NEURON_STORE_URL": pg_url, "NEURON_JOB_DIR": str(tmp_path / f"jobs{i}")},
-        )
-        for i in (0, 1)
+    """Two replicas of one PostgreSQL store, each with a job directory of its own."""
+    envs = [
+        {"NEURON_STORE_URL": pg_url, "NEURON_JOB_DIR": str(tmp_path / f"jobs{i}")} for i in (0, 1)
     ]
-    try:
-        for server in servers:
-            server.launch()
-        for server in servers:
-            server.wait_ready()
+    with start_replicas(envs, tmp_path) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_a_job_posted_to_one_replica_is_seen_and_its_model_served_by_the_other(
@@ -74,13 +65,8 @@ def test_one_job_trains_at_a_time_across_replicas_and_a_cancel_reaches_across(
 
 def test_a_job_of_a_replica_that_died_is_failed_by_the_other(pg_url: str, tmp_path: Path) -> None:
     env = {"NEURON_STORE_URL": pg_url, "NEURON_JOB_HEARTBEAT_TIMEOUT_SECONDS": "3"}
-    servers = [
-        Gunicorn(tmp_path / f"r{i}", env={**env, "NEURON_JOB_DIR": str(tmp_path / f"jobs{i}")})
-        for i in (0, 1)
-    ]
-    try:
-        for server in servers:
-            server.start()
+    envs = [{**env, "NEURON_JOB_DIR": str(tmp_path / f"jobs{i}")} for i in (0, 1)]
+    with start_replicas(envs, tmp_path) as servers:
         doomed, survivor = servers
         body, query = long_job()
         running = submit(doomed, body, **query)
@@ -93,6 +79,3 @@ def test_a_job_of_a_replica_that_died_is_failed_by_the_other(pg_url: str, tmp_pa
         inputs, targets = raw_table(1_000, 3)
         after = submit(survivor, as_csv(inputs, targets), standardize="true")
         assert follow(survivor, after["id"], timeout=30)[-1]["state"] == "succeeded"
-    finally:
-        for server in servers:
-            server.stop()

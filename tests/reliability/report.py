@@ -64,7 +64,8 @@ def table(summary: dict) -> str:
 
 
 def cost_table(summary: dict) -> str | None:
-    """Worker CPU per request at 256 KiB and 4 MiB, by endpoint and body family."""
+    """CPU per request (a job's: the training process's) at 256 KiB and 4 MiB, by endpoint and
+    body family."""
     rows = [cost for row in summary["rows"] for cost in row["figures"].get("cost", [])]
     if not rows:
         return None

@@ -14,6 +14,7 @@ import pytest
 from tests.integration import grpcmsg
 from tests.integration.grpcmsg import raw_request
 from tests.integration.server import TOKEN, Gunicorn
+from tests.integration.server import replicas as start_replicas
 
 from .test_replicas import PROPAGATION_LIMIT, settled_since
 from .test_retrain_load import PROBE, SETS
@@ -23,16 +24,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def replicas(pg_url: str, tmp_path: Path) -> Iterator[list[Gunicorn]]:
-    servers = [Gunicorn(tmp_path / f"r{i}", env={"NEURON_STORE_URL": pg_url}) for i in (0, 1)]
-    try:
-        for server in servers:
-            server.launch()
-        for server in servers:
-            server.wait_ready()
+    with start_replicas([{"NEURON_STORE_URL": pg_url}] * 2, tmp_path) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def _grpc_lag(server: Gunicorn, version: int, since: float) -> float:
