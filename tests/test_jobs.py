@@ -204,6 +204,19 @@ def test_only_one_holder_of_the_training_slot(board: Board) -> None:
         assert again
 
 
+def test_a_damaged_job_file_hides_no_other_job(app: Flask, client: FlaskClient) -> None:
+    posted = client.post("/admin/jobs", data=ROWS, headers=CSV).json
+    directory = app.extensions["neuron_jobs"].directory
+    damaged = new_id()
+    (directory / f"{damaged}.json").write_bytes(b'{"id": "trunc')
+    listed = client.get("/admin/jobs", headers=AUTH)
+    assert listed.status_code == 200
+    assert [job["id"] for job in listed.json["jobs"]] == [posted["id"]]
+    answer = client.get(f"/admin/jobs/{damaged}", headers=AUTH)
+    assert answer.status_code == 503 and answer.json["error"]["code"] == "storage_unavailable"
+    assert runner_of(app).run_next()  # the loop goes on past it
+
+
 def test_no_job_ever_posted_leaves_the_model_directory_as_it_was(tmp_path: Path) -> None:
     board = DirectoryBoard(tmp_path / "jobs")
     with board.training_slot() as held:
