@@ -244,6 +244,9 @@ class _Reporter:
     def _report(self, fraction: float, phase: str, force: bool = False) -> None:
         if self.runner.stop.is_set():
             raise Interrupted
+        # A worker woken by a request may otherwise wait out the trainer's time slice (EEVDF
+        # lets the running task reach its slice): a few ms on a predictions' p99, measured.
+        os.sched_yield()
         moment = time.monotonic()
         if not force and moment - self.last < REPORT_SECONDS:
             return
