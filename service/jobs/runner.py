@@ -80,15 +80,16 @@ class JobRunner:
             return True
 
     def reap(self) -> None:
-        """Fail jobs whose training process is gone: dead here, or silent anywhere."""
-        for job in self.board.recent(self.jobs.settings.keep_jobs * 2):
+        """Fail jobs whose training process is gone: dead here, or silent anywhere; prune."""
+        listed = self.board.recent(10_000)  # read once per poll: reaping and pruning share it
+        for job in listed:
             if not job.ended:
                 reason = self._dead(job)
                 if reason:
                     self.board.update(job.id, partial(_failed, reason=reason))
                     metrics.TRAINING_JOBS_TOTAL.labels("failed").inc()
                     log.error("job %s failed: %s", job.id, reason)
-        self._prune()
+        self._prune(listed)
 
     def _dead(self, job: Job) -> str | None:
         mine = job.node == self.jobs.node
@@ -205,10 +206,10 @@ class JobRunner:
             if not job.ended and job.node == self.jobs.node:
                 self.board.update(job.id, _heard)
 
-    def _prune(self) -> None:
+    def _prune(self, listed: list[Job]) -> None:
         """Forget the oldest ended jobs; delete bodies whose job ended (a cancel on another
         replica cannot reach this disk) or never came to be."""
-        jobs = {job.id: job for job in self.board.recent(10_000)}
+        jobs = {job.id: job for job in listed}
         ended = [job for job in jobs.values() if job.ended]
         for job in ended[self.jobs.settings.keep_jobs :]:
             self.board.remove(job.id)
