@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from service.oip.rpc.servicer import REQUEST_ID_KEY
 from tests.integration import grpcmsg
 from tests.integration.grpcmsg import raw_request
 from tests.integration.server import TOKEN, Gunicorn
@@ -30,11 +31,14 @@ def replicas(pg_url: str, tmp_path: Path) -> Iterator[list[Gunicorn]]:
 
 def _grpc_lag(server: Gunicorn, version: int, since: float) -> float:
     """Seconds from ``since`` until CONSECUTIVE fresh gRPC channels in a row answered
-    ``version`` (so both workers, but for a 2 x 2**-12 chance): the start of that final run."""
+    ``version``, every worker among them: the start of that final run."""
     target = server.grpc_target
-    return settled_since(
-        lambda: int(grpcmsg.infer(target, raw_request(PROBE)).model_version), version, since, target
-    )
+
+    def ask(request_id: str) -> int:
+        metadata = ((REQUEST_ID_KEY, request_id),)
+        return int(grpcmsg.infer(target, raw_request(PROBE), metadata).model_version)
+
+    return settled_since(server, ask, version, since, target)
 
 
 def test_a_retrain_on_one_replica_reaches_grpc_on_every_replica_in_time(
