@@ -279,7 +279,9 @@ class Gunicorn(ServerProcess):
     def log_lines(self) -> list[dict[str, Any]]:
         """The JSON lines of the service's own logs (gunicorn's plain lines are skipped)."""
         lines = []
-        for line in self.log().split("\n"):  # not splitlines(): logged paths may hold U+2028
+        # not splitlines(): logged paths may hold U+2028; the last piece may be a line still
+        # being written (or the empty string after the final newline)
+        for line in self.log().split("\n")[:-1]:
             if line.startswith("{"):
                 lines.append(orjson.loads(line))
         return lines
