@@ -16,6 +16,8 @@ from tests.integration.server import ROOT, Gunicorn, ServerProcess, free_port
 
 BENCH = ROOT / "bench"
 MLSERVER_VENV = BENCH / ".venv-mlserver"
+FASTAPI_VENV = BENCH / ".venv-fastapi"
+PEER = "fastapi-peer"  # the FastAPI + uvicorn peer's configuration (issue 20)
 ONE_ROW = b'{"inputs": [[1, 0, 0]]}'
 V2_INFER = "/v2/models/neuron/infer"
 V2_ONE_ROW = (
@@ -211,3 +213,40 @@ def mlserver(workdir: Path) -> Config | None:
     )
     server.grpc_port = int(env["MLSERVER_GRPC_PORT"])  # type: ignore[attr-defined]
     return Config("mlserver", server, V2_INFER, V2_ONE_ROW)
+
+
+class Uvicorn(ServerProcess):
+    """uvicorn with ``workers`` worker processes: ready once each has started the app; its
+    workers are those processes, not the master's other child (multiprocessing's resource
+    tracker)."""
+
+    def __init__(self, workers: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = workers
+
+    def _started(self) -> set[int]:
+        return {int(p) for p in re.findall(r"Started server process \[(\d+)\]", self.log())}
+
+    def ready(self) -> bool:
+        if self.log().count("Application startup complete.") < self.workers:
+            return False
+        return len(self.worker_pids()) == self.workers and super().ready()
+
+    def worker_pids(self) -> set[int]:
+        return super().worker_pids() & self._started()
+
+
+def fastapi_peer(workdir: Path, workers: int) -> Config | None:
+    """bench/peer_fastapi.py under uvicorn (uvloop, httptools, no access log) from its own venv,
+    with the service's worker count; None without the venv."""
+    python = FASTAPI_VENV / "bin" / "python"
+    if not (FASTAPI_VENV / "bin" / "uvicorn").exists():
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON_", "PROMETHEUS"))}
+    argv = [
+        str(python), "-m", "uvicorn", "--app-dir", str(BENCH), "peer_fastapi:app",
+        "--host", "127.0.0.1", "--port", "{port}", "--workers", str(workers),
+        "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+    ]  # fmt: skip
+    server = Uvicorn(workers, argv, workdir, env, cwd=workdir, name=PEER)
+    return Config(PEER, server, workers=workers)

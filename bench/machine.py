@@ -25,6 +25,15 @@ MLSERVER_PINS = (
     "uvloop==",
     "scikit-learn==",
 )
+FASTAPI_PINS = (
+    "fastapi==",
+    "starlette==",
+    "uvicorn==",
+    "uvloop==",
+    "httptools==",
+    "pydantic==",
+    "numpy==",
+)
 
 
 def _cpu() -> str:
@@ -34,7 +43,7 @@ def _cpu() -> str:
     return platform.processor()
 
 
-def describe(mlserver_venv: Path) -> dict[str, str]:
+def describe(mlserver_venv: Path, fastapi_venv: Path | None = None) -> dict[str, str]:
     info = {
         "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "cpu": f"{_cpu()}, {os.cpu_count()} logical CPUs",
@@ -48,12 +57,14 @@ def describe(mlserver_venv: Path) -> dict[str, str]:
             info[dist] = "?"
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     info["wrk"] = (wrk.stdout or wrk.stderr).split("Copyright")[0].strip()
-    pip = mlserver_venv / "bin" / "pip"
-    if pip.exists():
-        out = subprocess.run(
-            [str(pip), "list", "--format=freeze"], capture_output=True, text=True, check=False
-        ).stdout
-        info["mlserver venv"] = ", ".join(
-            x for x in out.split() if x.lower().startswith(MLSERVER_PINS)
-        )
+    for key, venv, pins in (
+        ("mlserver venv", mlserver_venv, MLSERVER_PINS),
+        ("fastapi peer venv", fastapi_venv, FASTAPI_PINS),
+    ):
+        pip = venv / "bin" / "pip" if venv else None
+        if pip and pip.exists():
+            out = subprocess.run(
+                [str(pip), "list", "--format=freeze"], capture_output=True, text=True, check=False
+            ).stdout
+            info[key] = ", ".join(x for x in out.split() if x.lower().startswith(pins))
     return info

@@ -7,7 +7,8 @@ from typing import Any
 
 from bench import grpcbench, training
 from bench.chart import chart
-from bench.targets import Spread, Target, context, targets
+from bench.configs import PEER
+from bench.targets import Spread, Target, context, fastapi_peer, per_rep, targets
 
 CONFIG_NAMES = {
     "bare": "bare WSGI floor",
@@ -16,6 +17,7 @@ CONFIG_NAMES = {
     "service-nometrics": "the service, NEURON_METRICS_ENABLED=false",
     "service-drift": "a fresh twin of the service, for the drift rounds",
     "service-nodrift": "the twin with NEURON_DRIFT_ENABLED=false",
+    PEER: "the FastAPI + uvicorn peer (bench/peer_fastapi.py; its own section below)",
 }
 
 
@@ -116,6 +118,47 @@ def single_row_table(data: dict[str, Any]) -> list[str]:
             "`/v2/models/neuron/infer`.",
         ]
     return out
+
+
+def peer_table(data: dict[str, Any]) -> list[str]:
+    """Issue 20: the service beside the FastAPI app a user would write instead, same rounds."""
+    head = ["", "## Single-row `/predict`: the service against the FastAPI peer (issue 20)", ""]
+    if data.get("fastapi_error"):
+        error = data["fastapi_error"]
+        return [*head, "**The FastAPI peer could not be measured**:", "", "```", error, "```"]
+    load = data["load"]
+    if PEER not in load or "service" not in load:
+        return []
+    rps, cpu = fastapi_peer(load)
+    out = [
+        *head,
+        "| figure | the service | FastAPI peer | service / peer | issue 20's target | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    rows: tuple[tuple[str, str, int, Target | None], ...] = (
+        ("rps", "req/s", 0, rps),
+        ("cpu_us", "server CPU µs/req", 0, cpu),
+        ("p99_ms", "p99 latency ms", 2, None),
+    )
+    for attr, label, digits, t in rows:
+        own, peer = (Spread.of(r[attr] for r in load[n]["runs"]) for n in ("service", PEER))
+        goal = "-" if t is None else f"{'≥' if t.at_least else '≤'} {t.target:g}"
+        out.append(
+            f"| {label} | {own.fmt(digits)} | {peer.fmt(digits)} | "
+            f"{per_rep(load, 'service', PEER, attr).fmt(2)} | {goal} | "
+            f"{'reported' if t is None else _verdict(t)} |"
+        )
+    return [
+        *out,
+        "",
+        f"`{PEER}`: bench/peer_fastapi.py, the app a user would write by hand: a pydantic model "
+        "(rows of 3 finite floats, at least one row), the article's neuron trained at start-up "
+        "(the service's default model, the same predictions), numpy's forward pass, "
+        "`async def`; served by uvicorn from its own venv (bench/.venv-fastapi) with the "
+        "service's worker count, uvloop and httptools, `--no-access-log`. It runs in the same "
+        "interleaved rounds as the service, with the same wrk settings and body; its server CPU "
+        "is its whole process tree's, as for the others. Ratios are per round, then the median.",
+    ]
 
 
 def drift_rounds_table(data: dict[str, Any]) -> list[str]:
@@ -363,6 +406,7 @@ def write(data: dict[str, Any], md: Path, png: Path) -> None:
         *header(data),
         *targets_table(rows, data),
         *single_row_table(data),
+        *peer_table(data),
         *drift_rounds_table(data),
         *batch_tables(data),
         *grpcbench.table(data),

@@ -1,4 +1,5 @@
-"""Load benchmark: the service against its floors (and MLServer), as same-run ratios.
+"""Load benchmark: the service against its floors and its peers (a hand-written FastAPI app,
+MLServer), as same-run ratios.
 
 Every server runs at once on its own 127.0.0.1 port; the load runs (wrk, bounded in time) go
 A B A B ... so that the machine's drift touches every configuration alike. Server CPU comes from
@@ -14,7 +15,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,18 @@ from typing import Any
 if __name__ == "__main__":  # `python bench/run.py`: the repository root, not bench/, on the path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench import batch, configs, grpcbench, machine, micro, profiling, report, startup, training
+from bench import (
+    batch,
+    configs,
+    grpcbench,
+    machine,
+    micro,
+    profiling,
+    report,
+    startup,
+    targets,
+    training,
+)
 from bench.configs import BENCH, Config, GunicornSetup
 from bench.log import log
 from bench.wrk import Series, body_file, interleaved, wrk
@@ -59,23 +71,27 @@ def running(servers: list[Config]) -> Iterator[list[Config]]:
             config.server.stop()
 
 
-def start_mlserver(workdir: Path, data: dict[str, Any]) -> Config | None:
-    """MLServer if its venv exists and it starts; otherwise the reason goes into ``data``."""
+def start_peer(
+    key: str, make: Callable[[], Config | None], venv: Path, data: dict[str, Any]
+) -> Config | None:
+    """A server from a venv of its own (MLServer, the FastAPI peer) if the venv exists and it
+    starts; otherwise the reason goes into ``data[key + "_error"]``."""
     try:
-        ml = configs.mlserver(workdir)
+        config = make()
     except Exception as exc:
-        data["mlserver_error"] = f"setup failed: {exc}"
+        data[f"{key}_error"] = f"setup failed: {exc}"
         return None
-    if ml is None:
-        data["mlserver_error"] = f"no venv at {configs.MLSERVER_VENV} (make bench builds it)"
+    if config is None:
+        data[f"{key}_error"] = f"no venv at {venv} (make bench builds it)"
         return None
     try:
-        ml.server.start(timeout=90)
+        log(f"starting {config.name}")
+        config.server.start(timeout=90)
     except Exception as exc:
-        data["mlserver_error"] = f"did not start: {str(exc)[-1500:]}"
-        ml.server.stop()
+        data[f"{key}_error"] = f"did not start: {str(exc)[-1500:]}"
+        config.server.stop()
         return None
-    return ml
+    return config
 
 
 def measure_batches(
@@ -148,28 +164,41 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
     data: dict[str, Any] = {"quick": args.quick, "reps": reps, "seconds": seconds}
     keys = ("workers", "worker_class", "threads", "keepalive", "worker_connections")
     data["gunicorn"] = {k: setup.settings.get(k) for k in keys}
-    data["machine"] = machine.describe(configs.MLSERVER_VENV)
+    data["machine"] = machine.describe(configs.MLSERVER_VENV, configs.FASTAPI_VENV)
     servers = configs.main_set(workdir, setup, args.quick)
     hidden = configs.hidden(workdir)  # batch only: not in the load runs
     twins = configs.drift_twins(workdir)  # their own rounds and batches, after the main load
     if args.baseline:
         data["baseline"] = args.baseline
         servers.append(configs.baseline(args.baseline, workdir, setup))
-    ml = None if args.quick else start_mlserver(workdir, data)
+    ml = None
+    if not args.quick:
+        ml = start_peer("mlserver", lambda: configs.mlserver(workdir), configs.MLSERVER_VENV, data)
+    workers = next(c.workers for c in servers if c.name == "service")
+    peer = start_peer(
+        "fastapi", lambda: configs.fastapi_peer(workdir, workers), configs.FASTAPI_VENV, data
+    )
     try:
         with running([*servers, hidden]) as everything:
             started = [c for c in everything if c is not hidden]
-            loaded = started + ([ml] if ml else [])
+            loaded = started + [c for c in (peer, ml) if c]
             named = {c.name: c for c in [*loaded, hidden]}
             series = interleaved(loaded, reps, seconds, workdir)
             data["load"] = {
                 name: {"runs": [vars(r) for r in s.runs], "notes": s.notes}
                 for name, s in series.items()
             }
+            summary = targets.peer_summary(data["load"])
+            if summary:
+                data["fastapi_peer"] = summary
             data["rss_mb"] = {
                 c.name: [round(rss_mb(p), 1) for p in sorted(c.server.worker_pids())]
                 for c in started
             }
+            if peer:
+                data["rss_mb"][peer.name] = [
+                    round(rss_mb(p), 1) for p in sorted(peer.server.worker_pids())
+                ]
             if ml:
                 whole = sum(rss_mb(p) for p in ml.server.pids())
                 data["rss_mb"]["mlserver (whole tree)"] = [round(whole, 1)]
@@ -186,8 +215,9 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
                 big.write_bytes(batch.predict_body(batch.rows()))
                 data["profile_batch"] = profiling.profile(service, 5, big, workdir, "batch")
     finally:
-        if ml:
-            ml.server.stop()
+        for config in (peer, ml):
+            if config:
+                config.server.stop()
     log("start-up times")
     data["startup_s"] = startup.startup(workdir, reps)
     log("micro-suite")

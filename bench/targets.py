@@ -1,5 +1,5 @@
-"""Issue 12's targets (and #11's binary infer, the training process's memory) as rows, each
-computed from one run's figures."""
+"""Issue 12's targets (and #11's binary infer, #20's FastAPI peer, the training process's
+memory) as rows, each computed from one run's figures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from bench.configs import PEER
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,38 @@ def drift_cost(data: dict[str, Any]) -> list[Target]:
     return out
 
 
+def fastapi_peer(load: dict[str, Any]) -> list[Target]:
+    """Issue 20: the service against the FastAPI + uvicorn app a user would write instead
+    (bench/peer_fastapi.py), in the same interleaved rounds; reported, not asserted."""
+    if PEER not in load or "service" not in load:
+        return []
+    return [
+        Target("single-row req/s: service / FastAPI peer (issue 20)",
+               per_rep(load, "service", PEER, "rps"), 1.5),
+        Target("server CPU per request: service / FastAPI peer (issue 20)",
+               per_rep(load, "service", PEER, "cpu_us"), 0.67, at_least=False),
+    ]  # fmt: skip
+
+
+def peer_summary(load: dict[str, Any]) -> dict[str, Any] | None:
+    """The service beside the FastAPI peer, for the results JSON: each one's medians of req/s,
+    p99 and server CPU per request, the service / peer ratios (per round, then the median) and
+    issue 20's two targets (reported, not asserted)."""
+    if PEER not in load or "service" not in load:
+        return None
+    attrs = ("rps", "p99_ms", "cpu_us")
+    out: dict[str, Any] = {
+        name: {a: Spread.of(r[a] for r in load[name]["runs"]).median for a in attrs}
+        for name in ("service", PEER)
+    }
+    out["service / peer"] = {a: vars(per_rep(load, "service", PEER, a)) for a in attrs}
+    out["targets"] = {
+        t.name: {"measured": t.measured.median, "target": t.target, "met": t.met}
+        for t in fastapi_peer(load)
+    }
+    return out
+
+
 def mlserver(load: dict[str, Any]) -> list[Target]:
     if "mlserver" not in load:
         return []
@@ -132,11 +166,11 @@ def mlserver(load: dict[str, Any]) -> list[Target]:
 
 def keepalive_share(load: dict[str, Any]) -> list[Target]:
     """The smallest share of the workers' CPU any worker had, in any run of any configuration
-    on this tree's gunicorn.conf.py (a --baseline runs its own)."""
+    on this tree's gunicorn.conf.py (a --baseline runs its own, the FastAPI peer uvicorn)."""
     smallest = [
         min(r["worker_share"])
         for name, entry in load.items()
-        if "@" not in name
+        if "@" not in name and name != PEER
         for r in entry["runs"]
         if len(r.get("worker_share", [])) > 1
     ]
@@ -225,6 +259,7 @@ def targets(data: dict[str, Any]) -> list[Target]:
     load = data["load"]
     return [
         *single_row(load),
+        *fastapi_peer(load),
         *mlserver(load),
         *metrics_cost(load),
         *drift_cost(data),
