@@ -31,9 +31,13 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
-# gthread whose workers share out a burst of keep-alive connections (service/server/fairworker.py):
-# on stock gthread one worker could take a whole burst and the other idle.
-worker_class = "service.server.fairworker.FairThreadWorker"
+# threads: gthread whose workers share out a burst of keep-alive connections
+# (service/server/fairworker.py): on stock gthread one worker could take a whole burst.
+# loop: an event loop per worker (service/server/loopworker.py).
+worker_class = {
+    "threads": "service.server.fairworker.FairThreadWorker",
+    "loop": "service.server.loopworker.LoopWorker",
+}[_settings.http_worker]
 threads = _settings.threads
 timeout = _settings.worker_timeout_seconds
 graceful_timeout = 30

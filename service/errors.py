@@ -96,6 +96,30 @@ class InsufficientStorage(ServiceError):
     status, code = 507, "insufficient_storage"
 
 
+class MalformedHttp(ServiceError):
+    """Bytes that are not one well-framed HTTP/1.1 request (answered by the server layer)."""
+
+    status, code = 400, "malformed_http"
+
+
+class UriTooLong(ServiceError):
+    status, code = 414, "uri_too_long"
+
+
+class HeadersTooLarge(ServiceError):
+    status, code = 431, "headers_too_large"
+
+
+class NotImplementedHttp(ServiceError):
+    """A transfer coding or method the server does not implement (only chunked is)."""
+
+    status, code = 501, "not_implemented"
+
+
+class HttpVersionNotSupported(ServiceError):
+    status, code = 505, "http_version_not_supported"
+
+
 class CorruptModel(Exception):
     """A stored model document failed its checksum or schema; never shown to clients as such."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -102,12 +103,18 @@ class Settings(BaseSettings):
     )
     keep_jobs: int = Field(100, ge=1, description="Ended jobs kept for GET /admin/jobs.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    http_worker: Literal["loop", "threads"] = Field(
+        "loop",
+        description="How each worker serves HTTP: `loop`, an event loop answering small "
+        "requests inline and handing long ones to threads (service/server/loopworker.py); "
+        "`threads`, gunicorn's threaded worker (service/server/fairworker.py).",
+    )
     threads: int = Field(
         16,
         ge=1,
         le=64,
-        description="Threads per gunicorn worker (gthread); a request whose headers are still "
-        "arriving holds one, so spare threads keep slow clients from blocking a worker.",
+        description="Threads per worker: the loop worker's pool for long requests; gthread's "
+        "threads (a request whose headers are still arriving holds one).",
     )
     bind: str = Field("127.0.0.1:8000", description="Address gunicorn listens on.")
     metrics_enabled: bool = Field(True, description="Observe requests into Prometheus metrics.")
