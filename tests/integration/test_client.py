@@ -226,11 +226,17 @@ def test_an_unknown_job_exits_1_with_the_servers_message(
     assert done.stdout == "" and "Traceback" not in done.stderr
 
 
+def _interruptible() -> None:
+    """SIGINT as a terminal delivers it: a runner started in the background (a shell without
+    job control) hands its children SIGINT ignored, and Python then keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_waiting_cancels_the_job(jobs_server: Gunicorn, long_csv: Path) -> None:
     proc = subprocess.Popen(
         command("train", long_csv, "--interval", "0.1", *LONG),
         cwd=ROOT, env=client_env(jobs_server.url), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
     )  # fmt: skip
     watchdog = threading.Timer(TIMEOUT, proc.kill)  # a client that hangs ends the reads below
     watchdog.start()
