@@ -52,14 +52,17 @@ class GunicornSetup:
 
     @property
     def cls(self) -> str:
-        """gthread or sync, by the family of the configured worker class."""
+        """loop, gthread or sync, by the family of the configured worker class."""
         name = self.settings.get("worker_class", "?").split(".")[-1].lower()
+        if "loop" in name:
+            return "loop"
         return "gthread" if "thread" in name else ("sync" if "sync" in name else name)
 
     @property
     def other(self) -> str:
-        """The worker class the `-<other>` configurations compare with."""
-        return "sync" if self.cls == "gthread" else "gthread"
+        """The worker class the `-<other>` configurations compare with: the loop worker's is
+        the service's own threaded one (NEURON_HTTP_WORKER=threads), gthread's is sync."""
+        return {"loop": "threads", "gthread": "sync"}.get(self.cls, "gthread")
 
 
 def gunicorn_setup() -> GunicornSetup:
@@ -112,11 +115,14 @@ def main_set(workdir: Path, setup: GunicornSetup, quick: bool) -> list[Config]:
     if not quick:
         other = setup.other
         threads = 1 if other == "sync" else setup.threads or 4
-        options = ("-k", other, "--threads", str(threads))
+        options: tuple[str, ...] = ("-k", other, "--threads", str(threads))
+        env = {}
+        if other == "threads":  # the setting, not -k: the fair gthread of service/server/
+            options, env = (), {"NEURON_HTTP_WORKER": "threads"}
         configs += [
-            gunicorn(f"bare-{other}", "bench.floors:bare", workdir, options),
-            gunicorn(f"flask-{other}", "bench.floors:flask_app", workdir, options),
-            gunicorn(f"service-{other}", "service.wsgi:app", workdir, options),
+            gunicorn(f"bare-{other}", "bench.floors:bare", workdir, options, **env),
+            gunicorn(f"flask-{other}", "bench.floors:flask_app", workdir, options, **env),
+            gunicorn(f"service-{other}", "service.wsgi:app", workdir, options, **env),
         ]
     return configs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import grpcbench, training
+from bench import grpcbench, retrain_load, training
 from bench.chart import chart
 from bench.configs import PEER
 from bench.targets import Spread, Target, context, fastapi_peer, per_rep, targets
@@ -25,7 +25,7 @@ def _classes(data: dict[str, Any]) -> tuple[str, str]:
     """The service's worker class family and the one the `-<other>` rows use."""
     g = data["gunicorn"]
     cls = g.get("family") or ("gthread" if "thread" in str(g["worker_class"]).lower() else "sync")
-    return cls, g.get("other") or ("sync" if cls == "gthread" else "gthread")
+    return cls, g.get("other") or {"loop": "threads", "gthread": "sync"}.get(cls, "gthread")
 
 
 def header(data: dict[str, Any]) -> list[str]:
@@ -100,10 +100,13 @@ def single_row_table(data: dict[str, Any]) -> list[str]:
     if notes:
         out += ["", "Runs in which one worker did under 15 % of the workers' CPU:", *notes]
     cls, other = _classes(data)
+    how = f"`-k {other}` on the command line"
+    if other == "threads":
+        how = "`NEURON_HTTP_WORKER=threads`"
     out += [
         "",
         "Configurations without a suffix run the service's own gunicorn.conf.py "
-        f"({cls}); `-{other}` ones add `-k {other}` on the command line, nothing else. "
+        f"({cls}); `-{other}` ones add {how}, nothing else. "
         + "; ".join(f"`{k}` = {v}" for k, v in CONFIG_NAMES.items())
         + ". Worker CPU share: each worker's part of the workers' CPU (utime+stime from /proc) "
         "over the run; a worker left without keep-alive connections shows as ~0.",
@@ -399,6 +402,23 @@ def profiles(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def retrain_table(data: dict[str, Any]) -> list[str]:
+    """Issue 20's retrain-load target, per HTTP worker (bench/retrain_load.py)."""
+    results = data.get("retrain_load")
+    if not results:
+        return []
+    return [
+        "",
+        "## Predictions during back-to-back retrains (issue 20)",
+        "",
+        "Single-row /predict (wrk, 16 connections) alone and while one client posts 10,000-row "
+        "retrains back to back, in alternate rounds on one server per worker class; each "
+        "ratio is against the round alone before it, then the median.",
+        "",
+        retrain_load.table(results),
+    ]
+
+
 def write(data: dict[str, Any], md: Path, png: Path) -> None:
     """The results file and its chart."""
     rows = targets(data)
@@ -412,6 +432,7 @@ def write(data: dict[str, Any], md: Path, png: Path) -> None:
         *grpcbench.table(data),
         *footprint_tables(data),
         *training.table(data),
+        *retrain_table(data),
         *micro_tables(data),
         *gap_analysis(data, rows),
         *profiles(data),

@@ -31,6 +31,7 @@ from bench import (
     micro,
     profiling,
     report,
+    retrain_load,
     startup,
     targets,
     training,
@@ -218,6 +219,9 @@ def measure(args: argparse.Namespace, setup: GunicornSetup, workdir: Path) -> di
         for config in (peer, ml):
             if config:
                 config.server.stop()
+    if not args.quick:  # servers of its own, one per worker class, after the others stopped
+        log("predictions during back-to-back retrains, on each HTTP worker")
+        data["retrain_load"] = retrain_load.run(workdir, reps, seconds)
     log("start-up times")
     data["startup_s"] = startup.startup(workdir, reps)
     log("micro-suite")
