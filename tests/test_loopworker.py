@@ -102,12 +102,17 @@ class _Host:
         self.loop = uvloop.new_event_loop()
         self._pool = ThreadPoolExecutor(2)
         self.port = 0
+        self.open: set[Any] = set()
 
     def run_in_thread(self, work: Callable[[], None]) -> None:
         self._pool.submit(work)
 
-    def opened(self, conn: Any) -> None: ...
-    def closed(self, conn: Any) -> None: ...
+    def opened(self, conn: Any) -> None:
+        self.open.add(conn)
+
+    def closed(self, conn: Any) -> None:
+        self.open.discard(conn)
+
     def answered(self) -> None: ...
 
     def serve(self) -> None:
@@ -141,6 +146,9 @@ def counting_server() -> Iterator[_Host]:
     while not host.port and time.monotonic() < deadline:
         time.sleep(0.01)
     yield host
+    deadline = time.monotonic() + 5  # the client closed: the server's side follows
+    while host.open and time.monotonic() < deadline:
+        time.sleep(0.01)
     host.loop.call_soon_threadsafe(host.loop.stop)
     serving.join(10)
 

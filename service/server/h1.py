@@ -32,6 +32,12 @@ from .exchange import answer, base_environ, call_app, environ_for, failure, refu
 from .host import Host
 
 SHUTDOWN_GRACE_SECONDS = 1.0  # an idle connection of a stopping worker: a request on its way
+# Closing with unread bytes makes the kernel send a reset, which can destroy the answer still on
+# its way to the client (a 413 while the body is being sent). So the server closes its side
+# first and reads on, discarding, until the client closes: at most this long after its last
+# byte, and at most LINGER_LIMIT_SECONDS in all.
+LINGER_SECONDS = 2.0
+LINGER_LIMIT_SECONDS = 30.0
 
 
 @dataclass
@@ -80,6 +86,8 @@ class HttpConnection(asyncio.Protocol):
         self._header_count = 0
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._linger_until = 0.0  # set once our side is closed and the client's is drained
+        self._client_done = False  # the client closed its side: nothing more to drain
 
     # -- asyncio ------------------------------------------------------------------------------
 
@@ -101,6 +109,9 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The client closed its side: answer what it sent (a cut-short body included)."""
+        if self._linger_until:
+            return False  # both sides are closed now
+        self._client_done = True
         request = self._receiving
         if request is not None:  # the app sees fewer bytes than declared and says so
             request.complete, request.keep_alive = True, False
@@ -112,6 +123,8 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._reading:
+            if self._linger_until:
+                self._arm(min(LINGER_SECONDS, self._linger_until - self._host.loop.time()))
             return
         counting = self._in_head or self._receiving is None
         if counting:
@@ -304,12 +317,22 @@ class HttpConnection(asyncio.Protocol):
         self._receiving = None
 
     def _finish(self) -> None:
-        """Nothing more will be answered: the last word, if any, then close."""
+        """Nothing more will be answered: the last word, if any, then our side closes and
+        the client's is read to its end (see LINGER_SECONDS)."""
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            if self._last_word is not None and not self._closing:
-                transport.write(self._last_word)
+        if transport is None or transport.is_closing() or self._linger_until:
+            return
+        if self._last_word is not None and not self._closing:
+            transport.write(self._last_word)
+        self._reading, self._closing = False, True
+        if self._client_done or not transport.can_write_eof():
             transport.close()
+            return
+        transport.write_eof()
+        self._linger_until = self._host.loop.time() + LINGER_LIMIT_SECONDS
+        self._arm(LINGER_SECONDS)
+        self._paused.clear()
+        transport.resume_reading()
 
     def shutdown(self) -> None:
         """The worker stops: a connection with nothing in flight closes soon (a request on
@@ -356,5 +379,5 @@ class HttpConnection(asyncio.Protocol):
     def _expired(self) -> None:
         """Idle past keep-alive, or a head (or small body) that did not arrive in time."""
         self._timer = None
-        if not self._busy and self._transport is not None:
+        if self._transport is not None and (self._linger_until or not self._busy):
             self._transport.close()

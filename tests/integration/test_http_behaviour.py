@@ -12,6 +12,7 @@ what gthread answers today.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -262,6 +263,27 @@ def test_expect_100_continue_past_the_body_limit_gets_413_without_the_body(
     assert response.status == 413, response
     assert _json(response)["error"]["code"] == "payload_too_large"
     assert response.received_at - started < 2.0
+
+
+@pytest.mark.parametrize("body_bytes", [2 * MAX_BODY, 64 * 1024 * 1024])
+def test_a_body_refused_while_it_is_sent_still_gets_its_413(
+    served: Gunicorn, body_bytes: int
+) -> None:
+    """A client that sends its whole body before reading (no Expect) must read the 413, not a
+    reset: closing a socket with unread bytes makes the kernel reset the connection, and the
+    reset can overtake the answer. Five times, since a reset is a race."""
+    head = request("POST", "/predict", None, {**JSON, "Content-Length": str(body_bytes)})
+    body = b"[" * body_bytes
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+            sock.sendall(head)
+            # the server may stop reading after a while; the answer must be there all the same
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
 
 
 def test_expect_100_continue_is_ignored_on_http10(served: Gunicorn) -> None:
