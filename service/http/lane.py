@@ -18,12 +18,18 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.wsgi import get_input_stream
 
 from ..errors import ServiceError
 from ..serving import ModelServer
 from .api import PREDICT_RULE, predicted
-from .web import ENDPOINT_KEY, json_bytes, render_error, render_http_exception, render_unexpected
+from .web import (
+    ENDPOINT_KEY,
+    json_bytes,
+    render_error,
+    render_http_exception,
+    render_unexpected,
+    wsgi_body,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -47,7 +53,7 @@ class PredictLane:
         environ[ENDPOINT_KEY] = PREDICT_RULE
         # The handlers' order is Flask's: ServiceError, then HTTPException, then any other.
         try:
-            body = json_bytes(predicted(self.server, self._read(environ)))
+            body = json_bytes(predicted(self.server, wsgi_body(environ, self._max_body)))
         except ServiceError as error:
             return render_error(error)(environ, start_response)
         except HTTPException as exc:  # werkzeug's stream: the client went before its body did
@@ -72,7 +78,3 @@ class PredictLane:
             return False
         declared = environ.get("CONTENT_LENGTH", "")
         return declared.isascii() and declared.isdigit() and int(declared) <= self._max_body
-
-    def _read(self, environ: WSGIEnvironment) -> bytes:
-        """The body as the view's request.get_data() reads it: werkzeug's stream and checks."""
-        return get_input_stream(environ, max_content_length=self._max_body).read()

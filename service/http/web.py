@@ -14,6 +14,7 @@ import orjson
 from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_input_stream
 
 from .. import errors, logs, metrics, schemas
 from . import arraybody, jsonbody
@@ -66,9 +67,21 @@ def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Mod
     return parse_body(model, request_json_body(), context)
 
 
-def request_json_body() -> bytes:
-    """The request's body, read whole; 415 unless its Content-Type says it is JSON."""
-    return _json_bytes(request.get_data(cache=False), assume_json=False)
+def request_json_body(assume_json: bool = False) -> bytes:
+    """The request's body, read whole; 415 unless its Content-Type says it is JSON.
+
+    ``assume_json``: as read_json's.
+    """
+    return _json_bytes(request.get_data(cache=False), assume_json)
+
+
+def wsgi_body(environ: WSGIEnvironment, max_body: int) -> bytes:
+    """The body as request.get_data() reads it, without a request: werkzeug's stream and checks.
+
+    For the lanes outside Flask (http/lane.py, oip/lane.py): ClientDisconnected (400) if the
+    body ends before its Content-Length, RequestEntityTooLarge past ``max_body``.
+    """
+    return get_input_stream(environ, max_content_length=max_body).read()
 
 
 def parse_body(model: type[Model], body: bytes, context: dict[str, Any] | None = None) -> Model:
