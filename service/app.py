@@ -50,10 +50,13 @@ def _refusal(environ: dict[str, Any], error: ServiceError) -> tuple[int, bytes]:
 
 
 def _install_lanes(app: Flask, server: ModelServer) -> None:
-    """The plain-WSGI lanes in front of Flask: /predict's (the hottest, asked first), binary V2."""
-    binary = oip.BinaryLane(app.wsgi_app, server)
+    """The plain-WSGI lanes in front of Flask, the hottest asked first: /predict, binary V2
+    infer, JSON V2 infer (each passes what it does not take to the next, the last to Flask)."""
+    json_infer = oip.JsonInferLane(app.wsgi_app, server)
+    binary = oip.BinaryLane(json_infer, server)
     predict = PredictLane(binary, server)
     app.wsgi_app = predict  # type: ignore[method-assign]
+    app.extensions["neuron_json_infer_lane"] = json_infer
     app.extensions["neuron_binary_lane"] = binary
     app.extensions["neuron_predict_lane"] = predict
 

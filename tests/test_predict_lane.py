@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from service.app import create_app
 from service.http.encoding import REFUSED_ENDPOINT
 from service.http.lane import PredictLane
 from service.settings import Settings
+from tests.lanes import Spy, access, answer, same_either_way
 from tests.metrics_text import sample
 from tests.reliability.test_hostile_input import CASES, GZIP, JSON
 
@@ -68,17 +68,6 @@ EXTRA: list[tuple[str, bytes, dict[str, str], int]] = [
 ]  # fmt: skip
 
 
-class Spy:
-    """The lane's wrapped app (the binary lane, then Flask), counting the requests passed on."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app, self.calls = app, 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        self.calls += 1
-        return self.app(environ, start_response)
-
-
 @pytest.fixture
 def lane_app(settings: Settings) -> tuple[Flask, PredictLane, Spy]:
     app = create_app(settings)
@@ -88,34 +77,8 @@ def lane_app(settings: Settings) -> tuple[Flask, PredictLane, Spy]:
     return app, lane, spy
 
 
-def _answer(
-    client: FlaskClient, body: bytes, headers: dict[str, str], **kw: Any
-) -> tuple[Any, ...]:
-    """Status, headers but the request id, body; Content-Length sent as HTTP clients send it
-    (werkzeug's test client sends none for an empty body)."""
-    environ = {"CONTENT_LENGTH": str(len(body)), **kw.pop("environ_overrides", {})}
-    response = client.post(
-        kw.pop("path", PREDICT), data=body, headers=headers, environ_overrides=environ, **kw
-    )
-    kept = [(k, v) for k, v in response.headers.items() if k != "X-Request-ID"]
-    return response.status, kept, response.get_data()
-
-
-def _count(client: FlaskClient, endpoint: str, status: int) -> float:
-    key = (
-        f'neuron_http_request_duration_seconds_count{{endpoint="{endpoint}",'
-        f'method="POST",status="{status}"}}'
-    )
-    return sample(client.get("/metrics").get_data(as_text=True), key, default=0.0)
-
-
-def _access(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    fields = ("method", "path", "endpoint", "status")
-    return [
-        {k: getattr(r, k) for k in fields}
-        for r in caplog.records
-        if r.name == "neuron.access" and r.endpoint != "/metrics"
-    ]
+def _answer(client: FlaskClient, body: bytes, headers: dict[str, str], **kw: Any) -> Any:
+    return answer(client, kw.pop("path", PREDICT), body, headers, **kw)
 
 
 def _param(name: str, body: bytes, headers: dict[str, str], status: int) -> Any:
@@ -138,22 +101,9 @@ def test_the_lane_answers_as_the_view_does(
     endpoint: str,
 ) -> None:
     app, lane, spy = lane_app
-    client = app.test_client()
-    counts = [_count(client, endpoint, status)]
-    with caplog.at_level(logging.INFO, logger="neuron.access"):
-        spy.calls = 0
-        on = _answer(client, body, headers)
-        assert spy.calls == declined, "the lane took what it should leave, or not"
-        counts.append(_count(client, endpoint, status))
-        lane.enabled = False
-        off = _answer(client, body, headers)
-        counts.append(_count(client, endpoint, status))
-    assert int(on[0][:3]) == status
-    assert on == off
-    first, second = _access(caplog)
-    assert first == second
-    assert first["endpoint"] == endpoint
-    assert counts[1] == counts[0] + 1 and counts[2] == counts[1] + 1  # under the view's label
+    request = (PREDICT, body, headers, status)
+    passed_on = same_either_way(app.test_client(), lane, spy, caplog, request, endpoint)
+    assert passed_on == declined, "the lane took what it should leave, or not"
 
 
 @pytest.mark.parametrize(
@@ -242,7 +192,7 @@ def test_an_unexpected_failure_is_the_views_500(
     logged = [r for r in caplog.records if r.getMessage().startswith("unhandled error on")]
     assert [r.getMessage() for r in logged] == [f"unhandled error on POST {PREDICT}"] * 2
     assert all(r.exc_info for r in logged)
-    assert [a["endpoint"] for a in _access(caplog)] == [PREDICT, PREDICT]
+    assert [a["endpoint"] for a in access(caplog)] == [PREDICT, PREDICT]
 
 
 def test_without_a_model_the_lane_answers_the_views_503(tmp_path: Any) -> None:
