@@ -13,6 +13,7 @@ from .errors import ServiceError
 from .http import admin, api, docs, jobs, openapi, ops
 from .http.cors import Cors
 from .http.encoding import BodyEncoding
+from .http.lane import PredictLane
 from .http.web import install_hooks, json_bytes, register_error_handlers
 from .jobs import Jobs
 from .oip import openapi as oip_openapi
@@ -48,6 +49,18 @@ def _refusal(environ: dict[str, Any], error: ServiceError) -> tuple[int, bytes]:
     return error.status, json_bytes(error.envelope())
 
 
+def _install_lanes(app: Flask, server: ModelServer) -> None:
+    """The plain-WSGI lanes in front of Flask, the hottest asked first: /predict, binary V2
+    infer, JSON V2 infer (each passes what it does not take to the next, the last to Flask)."""
+    json_infer = oip.JsonInferLane(app.wsgi_app, server)
+    binary = oip.BinaryLane(json_infer, server)
+    predict = PredictLane(binary, server)
+    app.wsgi_app = predict  # type: ignore[method-assign]
+    app.extensions["neuron_json_infer_lane"] = json_infer
+    app.extensions["neuron_binary_lane"] = binary
+    app.extensions["neuron_predict_lane"] = predict
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     logs.configure(settings.log_level)
@@ -67,17 +80,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.docs_enabled:  # off: /docs and its assets are not routes at all (404)
         app.register_blueprint(docs.bp)
     register_error_handlers(app)
-    lane = oip.BinaryLane(app.wsgi_app, server)
-    app.wsgi_app = lane  # type: ignore[method-assign]
-    app.extensions["neuron_binary_lane"] = lane
-    # Around the lane too: a gzip body reaches every reader decoded, whichever serves it.
+    _install_lanes(app, server)
+    # Around the lanes too: a gzip body reaches every reader decoded, whichever serves it.
     app.wsgi_app = BodyEncoding(  # type: ignore[method-assign]
         app.wsgi_app, settings.max_body_bytes, _refusal, raw=jobs.bp.url_prefix
     )
     origins = settings.cors()
-    if origins:  # around the lane too: a binary infer's answer gets the same headers
+    if origins:  # around the lanes too: their answers get the same headers as Flask's
         app.wsgi_app = Cors(app.wsgi_app, origins, settings.cors_admin)  # type: ignore[method-assign]
-    install_hooks(app)  # around the lane too: its requests are logged and measured alike
+    install_hooks(app)  # around the lanes too: their requests are logged and measured alike
     try:
         server.start()
     except Exception:

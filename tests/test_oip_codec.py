@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from service.errors import MalformedRequest, ServiceError, ValidationFailed
 from service.http import arraybody
-from service.oip import routes
+from service.oip import infer
 from service.oip.codec import (
     BINARY_DATATYPES,
     INPUT_DATATYPES,
@@ -495,9 +495,9 @@ def test_the_service_answers_v2_json_as_without_the_fast_path(
         return out
 
     taken: list[bool] = []
-    real = routes.json_request
-    monkeypatch.setattr(routes, "json_request", lambda *a: taken.append(bool(r := real(*a))) or r)
+    real = infer.json_request
+    monkeypatch.setattr(infer, "json_request", lambda *a: taken.append(bool(r := real(*a))) or r)
     with_fast_path = answers()
-    monkeypatch.setattr(routes, "json_request", lambda *a: None)
+    monkeypatch.setattr(infer, "json_request", lambda *a: None)
     assert answers() == with_fast_path
     assert sum(taken) >= 3

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from ..schemas import EvaluateRequest, PredictRequest
+from ..schemas import EvaluateRequest, PredictRequest, PredictResponse
 from ..serving import ModelServer
-from .web import json_response, parse_json
+from .web import json_response, parse_body, parse_json, request_json_body
 
 bp = Blueprint("api", __name__)
+
+PREDICT_RULE = "/predict"  # also http/lane.py's path, and the endpoint label of its metrics
 
 
 def server() -> ModelServer:
@@ -20,12 +22,15 @@ def _batch_limit(model_server: ModelServer) -> dict[str, int]:
 
 
 # One look-up of the app's server per request: each goes through werkzeug's context proxy.
-@bp.post("/predict")
+@bp.post(PREDICT_RULE)
 def predict() -> Response:
     model_server = server()
-    return json_response(
-        model_server.predict(parse_json(PredictRequest, _batch_limit(model_server)))
-    )
+    return json_response(predicted(model_server, request_json_body()))
+
+
+def predicted(model_server: ModelServer, body: bytes) -> PredictResponse:
+    """What /predict answers to a JSON body: for this view and http/lane.py alike."""
+    return model_server.predict(parse_body(PredictRequest, body, _batch_limit(model_server)))
 
 
 @bp.post("/evaluate")

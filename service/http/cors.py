@@ -1,11 +1,11 @@
 """CORS: pages of other origins may call the public API and V2 (and, if asked, the admin API).
 
-A WSGI wrapper around the whole app, the binary lane included, so a response gets the same
-headers whichever path served it. flask-cors, the usual choice, adds its headers in Flask's
-after_request, which the lane's responses (binary V2 infers) never pass through. Installed only
-when NEURON_CORS_ORIGINS is set: unset, no request pays for it and no response carries an
-Access-Control-* header. No Access-Control-Allow-Credentials, ever: the admin token travels in
-an Authorization header a page sets itself, and no cookie means anything here.
+A WSGI wrapper around the whole app, the lanes included, so a response gets the same headers
+whichever path served it. flask-cors, the usual choice, adds its headers in Flask's
+after_request, which the lanes' responses (JSON /predict, binary V2 infers) never pass through.
+Installed only when NEURON_CORS_ORIGINS is set: unset, no request pays for it and no response
+carries an Access-Control-* header. No Access-Control-Allow-Credentials, ever: the admin token
+travels in an Authorization header a page sets itself, and no cookie means anything here.
 """
 
 from __future__ import annotations

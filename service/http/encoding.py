@@ -1,6 +1,6 @@
 """Content-Encoding: gzip and deflate request bodies, decoded before any reader; gzip answers.
 
-A WSGI wrapper around the binary lane and Flask, so every body reader (JSON, the numbers-only
+A WSGI wrapper around the lanes and Flask, so every body reader (JSON, the numbers-only
 fast path, CSV, V2 JSON and binary) gets the decoded bytes and a Content-Length that says how
 many there are. Decoding streams: the compressed body is read in chunks and inflated with
 zlib's ``max_length``, so a bomb is refused (413) as soon as its output passes the body limit,

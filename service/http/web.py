@@ -14,6 +14,7 @@ import orjson
 from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_input_stream
 
 from .. import errors, logs, metrics, schemas
 from . import arraybody, jsonbody
@@ -63,7 +64,28 @@ def parse_json(model: type[Model], context: dict[str, Any] | None = None) -> Mod
     A body of number arrays only is read by arraybody (from_array_body); any other
     body, and every error, by jsonbody and pydantic.
     """
-    body = _json_bytes(request.get_data(cache=False), assume_json=False)
+    return parse_body(model, request_json_body(), context)
+
+
+def request_json_body(assume_json: bool = False) -> bytes:
+    """The request's body, read whole; 415 unless its Content-Type says it is JSON.
+
+    ``assume_json``: as read_json's.
+    """
+    return _json_bytes(request.get_data(cache=False), assume_json)
+
+
+def wsgi_body(environ: WSGIEnvironment, max_body: int) -> bytes:
+    """The body as request.get_data() reads it, without a request: werkzeug's stream and checks.
+
+    For the lanes outside Flask (http/lane.py, oip/lane.py): ClientDisconnected (400) if the
+    body ends before its Content-Length, RequestEntityTooLarge past ``max_body``.
+    """
+    return get_input_stream(environ, max_content_length=max_body).read()
+
+
+def parse_body(model: type[Model], body: bytes, context: dict[str, Any] | None = None) -> Model:
+    """``body`` (JSON bytes) as ``model``: parse_json without Flask (http/lane.py reads its own)."""
     if issubclass(model, schemas.Request):
         fast = from_array_body(model, body, (context or {}).get("max_rows"))
         if fast is not None:
@@ -147,7 +169,8 @@ def render_error(error: errors.ServiceError) -> Response:
     return response
 
 
-def _on_http_exception(exc: HTTPException) -> Response:
+def render_http_exception(exc: HTTPException) -> Response:
+    """A werkzeug HTTPException (routing, body limits, a client gone) in our envelope."""
     status = exc.code or 500
     kind = _HTTP_ERRORS.get(status, errors.ServiceError)
     error = kind(exc.description or exc.name)
@@ -161,13 +184,18 @@ def _on_http_exception(exc: HTTPException) -> Response:
 
 
 def _on_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_unexpected(request.method, request.path)
+
+
+def render_unexpected(method: str, path: str) -> Response:
+    """The 500 of an unexpected exception; logs it, so call it while handling the exception."""
+    log.exception("unhandled error on %s %s", method, path)
     return render_error(errors.ServiceError("internal error; see the server log"))
 
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(errors.ServiceError, render_error)
-    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, _on_unexpected)
 
 

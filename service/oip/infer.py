@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
 
+from werkzeug.exceptions import HTTPException
+
 from ..errors import NotFound as ModelNotFound
 from ..errors import ServiceError
+from ..http import jsonbody
 from ..http.web import json_bytes, validate
 from ..serving import ModelServer
 from .codec import (
@@ -24,6 +27,7 @@ from .codec import (
     binary_output,
     binary_response,
     inference_response,
+    json_request,
     output_datatype,
     read_header,
     split_body,
@@ -82,6 +86,20 @@ def binary_request(
     return request, to_matrix(request, max_rows, binary)
 
 
+def json_infer_request(body: bytes, max_rows: int) -> tuple[InferenceRequest, Float64Matrix]:
+    """A JSON body (no binary data) as request and matrix.
+
+    A flat FP64 or FP32 data list is read without a Python number per value (codec's
+    json_request); any other body, and every error, by the main API's reader (and so its
+    checks, e.g. duplicate keys) and pydantic.
+    """
+    fast = json_request(body, max_rows)
+    if fast is not None:
+        return fast
+    payload = validate(InferenceRequest, jsonbody.decode(body).payload)
+    return payload, to_matrix(payload, max_rows)
+
+
 def _header_request(header: bytes) -> InferenceRequest:
     return validate(InferenceRequest, read_header(header))
 
@@ -132,6 +150,13 @@ def _shown(value: str, limit: int = 64) -> str:
 def error_answer(error: ServiceError) -> tuple[int, Answer]:
     """The protocol's {"error": "..."} for ``error``, and its status."""
     return error_status(error), error_reply(error_message(error), error.headers.items())
+
+
+def http_error_answer(exc: HTTPException, message: str | None = None) -> tuple[int, Answer]:
+    """The protocol's error for a werkzeug HTTPException (its Allow header kept), and its status."""
+    allow = dict(exc.get_headers()).get("Allow")
+    headers = (("Allow", allow),) if allow else ()
+    return exc.code or 500, error_reply(message or exc.description or exc.name, headers)
 
 
 def error_status(error: ServiceError) -> int:

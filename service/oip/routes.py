@@ -15,8 +15,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from .. import __version__
 from ..errors import ServiceError, UnsupportedMediaType
 from ..http.api import server
-from ..http.web import json_response, read_json, validate
-from .codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, Float64Matrix, bad, json_request, to_matrix
+from ..http.web import json_response, request_json_body
+from .codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, Float64Matrix, bad
 from .infer import (
     BINARY_BODY_TYPES,
     INFER_RULE,
@@ -27,6 +27,8 @@ from .infer import (
     binary_request,
     error_answer,
     error_reply,
+    http_error_answer,
+    json_infer_request,
     read_exactly,
     version_of,
 )
@@ -45,16 +47,10 @@ from .schemas import (
 
 log = logging.getLogger("neuron.oip")
 
-_FAST_JSON_TYPES = frozenset({"application/json", ""})  # those read_json(assume_json=True) reads
-
 bp = Blueprint("oip", __name__, url_prefix=PREFIX)
 
 
 # -- errors: the protocol's {"error": "..."} ---------------------------------------------------
-
-
-def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    return _sent(status, error_reply(message, (headers or {}).items()))
 
 
 @bp.errorhandler(ServiceError)
@@ -70,15 +66,13 @@ def _sent(status: int, reply: Answer) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException, message: str | None = None) -> Response:
-    allow = dict(exc.get_headers()).get("Allow")
-    headers = {"Allow": allow} if allow else None
-    return _error(message or exc.description or exc.name, exc.code or 500, headers)
+    return _sent(*http_error_answer(exc, message))
 
 
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(INTERNAL_ERROR, 500)
+    return _sent(500, error_reply(INTERNAL_ERROR))
 
 
 class _RoutingError(HTTPException):
@@ -116,16 +110,6 @@ def _routing_error(exc: _RoutingError) -> Response:
 # -- URL and body ------------------------------------------------------------------------------
 
 
-def _fast_json() -> tuple[InferenceRequest, Float64Matrix] | None:
-    """A JSON request with its tensor's data read by codec.json_request; None: the general way.
-
-    The body stays cached for the general way to read again.
-    """
-    if HEADER_LENGTH in request.headers or request.mimetype not in _FAST_JSON_TYPES:
-        return None
-    return json_request(request.get_data(cache=True), server().settings.max_batch)
-
-
 def _binary_body(header_length: str) -> tuple[InferenceRequest, Float64Matrix]:
     """A body of the binary extension, as request and matrix."""
     if request.mimetype not in BINARY_BODY_TYPES:
@@ -134,12 +118,12 @@ def _binary_body(header_length: str) -> tuple[InferenceRequest, Float64Matrix]:
 
 
 def _json_body() -> tuple[InferenceRequest, Float64Matrix]:
-    """A JSON body through the main API's reader (and so its checks, e.g. duplicate keys)."""
+    """A JSON body, read by infer.json_infer_request (as lane.JsonInferLane reads it)."""
     if request.mimetype == BINARY_CONTENT_TYPE:
         raise bad(f"a binary body needs the {HEADER_LENGTH} header: the length of its JSON")
     # The protocol's clients (tritonclient among them) send their JSON without saying so.
-    payload = validate(InferenceRequest, read_json(assume_json=True))
-    return payload, to_matrix(payload, server().settings.max_batch)
+    body = request_json_body(assume_json=True)  # 415 for another Content-Type
+    return json_infer_request(body, server().settings.max_batch)
 
 
 def _read_body() -> bytes:
@@ -213,5 +197,5 @@ def infer(model_name: str, model_version: str | None = None) -> Response:
     if header_length is not None:
         payload, inputs = _binary_body(header_length)
     else:
-        payload, inputs = _fast_json() or _json_body()
+        payload, inputs = _json_body()
     return _sent(200, answer(server(), payload, inputs, version))
