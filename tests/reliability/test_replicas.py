@@ -80,16 +80,26 @@ def answered_by(server: Gunicorn, request_ids: set[str]) -> set[int]:
     return {line["pid"] for line in server.log_lines() if line.get("request_id") in request_ids}
 
 
+Seen = Callable[[], list[tuple[float, str, int]]]  # (answered at, request id, version) of others
+
+
 def settled_since(
-    server: Gunicorn, ask: Callable[[str], int], version: int, since: float, where: str
+    server: Gunicorn,
+    ask: Callable[[str], int],
+    version: int,
+    since: float,
+    where: str,
+    seen: Seen | None = None,
 ) -> float:
     """Seconds from `since` to the start of the first run of answers of `version` from `ask`
     (each on a fresh connection, with the request id it is given) that holds CONSECUTIVE
     answers and, by the pids of their access lines, every worker of `server`; within 5 s;
-    never a version above it."""
+    never a version above it. ``seen``: answers of `version` that other clients (a Load) got
+    after the run began count toward every worker too."""
     # Consecutive answers alone do not prove every worker: the kernel tends to hand fresh
     # connections to the worker that accepted the last one, and a retrain's own worker knows
-    # the new version before its sibling's next poll.
+    # the new version before its sibling's next poll. Under a Load the fair accept even sends
+    # every fresh connection to the worker without the Load's kept-alive one.
     workers = server.worker_pids()
     run: list[tuple[float, str]] = []
     deadline = time.monotonic() + 5
@@ -99,20 +109,28 @@ def settled_since(
         served = ask(request_id)
         assert served <= version
         run = [*run, (asked, request_id)] if served == version else []
-        if len(run) >= CONSECUTIVE and workers <= answered_by(server, {i for _, i in run}):
+        if len(run) < CONSECUTIVE:
+            continue
+        ids = {i for _, i in run}
+        ids |= {i for at, i, v in (seen() if seen else []) if at >= run[0][0] and v == version}
+        if workers <= answered_by(server, ids):
             return run[0][0] - since
     raise AssertionError(f"{where} did not settle on version {version} in every worker")
 
 
-def lag_until_served(servers: list[Gunicorn], version: int, since: float) -> float:
+def lag_until_served(
+    servers: list[Gunicorn], version: int, since: float, load: Load | None = None
+) -> float:
     """Seconds from `since` until every replica answered `version` on CONSECUTIVE fresh
-    connections in a row that reached all its workers: the start of that final run."""
+    connections in a row that reached all its workers (with ``load``'s answers since the run
+    began): the start of that final run."""
 
     def one(server: Gunicorn) -> float:
         def ask(request_id: str) -> int:
             return predict(server.url, request_id=request_id)[0]
 
-        return settled_since(server, ask, version, since, server.url)
+        seen = None if load is None else (lambda: load.seen_by(server))
+        return settled_since(server, ask, version, since, server.url, seen)
 
     with ThreadPoolExecutor(len(servers)) as pool:
         return max(pool.map(one, servers))
@@ -213,7 +231,7 @@ def test_database_outage_loses_no_prediction_and_writes_resume_after_it(
             assert time.monotonic() - restarted < 15, response.text
             time.sleep(0.1)
         recovered = time.monotonic() - restarted
-        lag = lag_until_served(servers, 2, time.monotonic())
+        lag = lag_until_served(servers, 2, time.monotonic(), load)
         time.sleep(0.5)
     counts, failures = load.counts, load.failures
     fresh = launch(url, 1)[0]
@@ -308,8 +326,13 @@ class Load:
         self.servers = servers
         self.counts = [0] * len(servers)
         self.failures: list[str] = []
+        self.seen: list[list[tuple[float, str, int]]] = [[] for _ in servers]
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(len(servers))]
+
+    def seen_by(self, server: Gunicorn) -> list[tuple[float, str, int]]:
+        """(answered at, request id, version) of this Load's requests to ``server``."""
+        return list(self.seen[self.servers.index(server)])
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -326,7 +349,10 @@ class Load:
         deadline = time.monotonic() + 90
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                predict(self.servers[index].url, session if self.counts[index] % 2 else None)
+                request_id = uuid.uuid4().hex
+                kept = session if self.counts[index] % 2 else None
+                version = predict(self.servers[index].url, kept, request_id)[0]
+                self.seen[index].append((time.monotonic(), request_id, version))
                 self.counts[index] += 1
             except (AssertionError, requests.RequestException) as exc:
                 self.failures.append(f"{index}: {exc!r}"[:200])
@@ -364,10 +390,10 @@ def test_a_replica_cut_off_from_the_database_keeps_serving_and_catches_up(
                     assert refused.status_code == 503, refused.text
                     promoted = near[0].post("/admin/retrain", SETS[1], headers=AUTH)
                     assert promoted.status_code == 200 and promoted.json()["model_version"] == 2
-                    near_lag = lag_until_served(near, 2, time.monotonic())
+                    near_lag = lag_until_served(near, 2, time.monotonic(), load)
                     held = {predict(far.url)[0] for _ in range(20)}
                     netns.restore_database()
-                    caught_up = lag_until_served([far], 2, time.monotonic())
+                    caught_up = lag_until_served([far], 2, time.monotonic(), load)
                     assert far.get("/readyz").json()["store"] == "up"
             finally:
                 for server in servers:
