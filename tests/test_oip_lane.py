@@ -8,7 +8,6 @@ fields and metrics labels must be the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from service.app import create_app
 from service.oip import BinaryLane
 from service.settings import Settings
 from tests.binary_cases import CASES, HEADER, INFER, VALID, binary, rows, tensor
+from tests.lanes import Spy
 from tests.metrics_text import sample
 
 # The cases the lane leaves to Flask: headers it does not take as they are written, a body
@@ -46,17 +46,6 @@ EXTRA: list[tuple[str, tuple[bytes, dict[str, str]], int]] = [
     ("application/json", (binary(VALID, rows(1, 0, 0))[0], {HEADER: str(len(binary(VALID, b"")[0])), "Content-Type": "application/json"}), 200),
     ("unknown output", binary({**VALID, "outputs": [{"name": "x"}]}, rows(1, 0, 0)), 400),
 ]  # fmt: skip
-
-
-class Spy:
-    """The lane's wrapped app (Flask), counting the requests the lane passes on."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app, self.calls = app, 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        self.calls += 1
-        return self.app(environ, start_response)
 
 
 @pytest.fixture

@@ -38,14 +38,18 @@ JSON_CONTENT_TYPE = "application/json"  # as the view's Response writes it, and 
 _OK = "200 OK"  # werkzeug's status line for 200
 
 
-class PredictLane:
-    """WSGI middleware: the /predict requests described above, else the wrapped app."""
+class Lane:
+    """What every lane (this one, oip/lane.py's) holds: the app it passes the rest to."""
 
     def __init__(self, app: WSGIApplication, server: ModelServer) -> None:
         self.app = app
         self.server = server
         self._max_body = server.settings.max_body_bytes  # Flask's MAX_CONTENT_LENGTH too
         self.enabled = True  # tests compare its answers with the view's by switching it off
+
+
+class PredictLane(Lane):
+    """WSGI middleware: the /predict requests described above, else the wrapped app."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self._takes(environ):

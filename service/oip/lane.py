@@ -23,8 +23,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..errors import ServiceError
+from ..http.lane import Lane
 from ..http.web import ENDPOINT_KEY, wsgi_body
-from ..serving import ModelServer
 from .infer import (
     BINARY_BODY_TYPES,
     INFER_RULE,
@@ -43,7 +43,7 @@ from .infer import (
 from .schemas import MODEL_NAME
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("neuron.oip")
 
@@ -53,14 +53,8 @@ _HEADER_LENGTH_KEY = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
 _JSON_BODY_TYPES = frozenset({JSON_CONTENT_TYPE, ""})  # "": no Content-Type, or an empty one
 
 
-class BinaryLane:
+class BinaryLane(Lane):
     """WSGI middleware: the binary infer requests described above, else the wrapped app."""
-
-    def __init__(self, app: WSGIApplication, server: ModelServer) -> None:
-        self.app = app
-        self.server = server
-        self._max_body = server.settings.max_body_bytes  # Flask's MAX_CONTENT_LENGTH too
-        self.enabled = True  # tests compare its answers with the view's by switching it off
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         length = self._takes(environ)
@@ -95,14 +89,8 @@ class BinaryLane:
         return _length(environ, self._max_body)
 
 
-class JsonInferLane:
+class JsonInferLane(Lane):
     """WSGI middleware: the JSON infer requests described above, else the wrapped app."""
-
-    def __init__(self, app: WSGIApplication, server: ModelServer) -> None:
-        self.app = app
-        self.server = server
-        self._max_body = server.settings.max_body_bytes  # Flask's MAX_CONTENT_LENGTH too
-        self.enabled = True  # tests compare its answers with the view's by switching it off
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self._takes(environ):
