@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from .server import TOKEN, Gunicorn
 
@@ -73,9 +74,15 @@ def from_both_workers(server: Gunicorn, path: str) -> list[str]:
 
 def test_every_worker_counts_into_one_window_and_answers_the_same(drifting: Gunicorn) -> None:
     rng = np.random.default_rng(2)
-    for _ in range(40):  # single rows and batches, each on a new connection
-        assert drifting.post("/predict", {"inputs": draw(rng, 1).tolist()}).ok
-        assert drifting.post("/predict", {"inputs": draw(rng, 9).tolist()}).ok
+    # Fresh connections alone may all reach one worker (the kernel wakes the last one first).
+    # A kept-alive connection holds one worker, so the fair accept sends the fresh ones to the
+    # other: single rows and batches reach both.
+    with requests.Session() as kept:
+        for i in range(40):
+            single, batch = {"inputs": draw(rng, 1).tolist()}, {"inputs": draw(rng, 9).tolist()}
+            kept_body, fresh_body = (single, batch) if i % 2 else (batch, single)
+            assert kept.post(f"{drifting.url}/predict", json=kept_body, timeout=10).ok
+            assert drifting.post("/predict", fresh_body).ok
     assert len(answering_pids(drifting, "/predict")) == 2, "both workers should have predicted"
     settled(drifting, 400)
     answers = [json.loads(body) for body in from_both_workers(drifting, "/model/drift")]
