@@ -85,7 +85,9 @@ class HttpConnection(asyncio.Protocol):
         self._last_word: bytes | None = None  # written after the queued answers, before closing
         self._header_count = 0
         self._paused: set[str] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # scheduled for _timer_at
+        self._timer_at = 0.0
+        self._due: float | None = None  # when _expired is due, if it is
         self._linger_until = 0.0  # set once our side is closed and the client's is drained
         self._client_done = False  # the client closed its side: nothing more to drain
 
@@ -102,6 +104,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing, self._reading = True, False
         self._disarm()
+        self._cancel_timer()  # a pending timer would hold this connection until it fired
         for request in self._queue:
             if request.stream is not None:
                 request.stream.fail(ConnectionResetError("the client closed the connection"))
@@ -368,16 +371,34 @@ class HttpConnection(asyncio.Protocol):
             (transport.pause_reading if self._paused else transport.resume_reading)()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self._host.loop.call_later(seconds, self._expired)
+        """_expired in ``seconds``, instead of whatever was armed before."""
+        # A request arms and disarms three times; a timer is scheduled only when the one
+        # pending would fire too late. One firing early re-arms itself (_due).
+        loop = self._host.loop
+        self._due = due = loop.time() + seconds
+        if self._timer is None or self._timer_at > due:
+            self._cancel_timer()
+            self._timer, self._timer_at = loop.call_at(due, self._fire), due
 
     def _disarm(self) -> None:
+        self._due = None  # a pending timer finds nothing due and lapses
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    def _fire(self) -> None:
+        self._timer, due = None, self._due
+        if due is None:
+            return
+        if due > self._host.loop.time():  # armed again since this timer was scheduled
+            self._timer, self._timer_at = self._host.loop.call_at(due, self._fire), due
+            return
+        self._due = None
+        self._expired()
+
     def _expired(self) -> None:
         """Idle past keep-alive, or a head (or small body) that did not arrive in time."""
-        self._timer = None
         if self._transport is not None and (self._linger_until or not self._busy):
             self._transport.close()
