@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,8 +33,6 @@ from .schemas import (
     HiddenInfo,
     HiddenRequest,
     ModelInfo,
-    PredictRequest,
-    PredictResponse,
     RetrainRequest,
     RetrainResponse,
     RollbackRequest,
@@ -126,13 +124,10 @@ class ModelServer:
         self.drift.observe(inputs, record)
         return probabilities, record
 
-    def predict(self, request: PredictRequest) -> PredictResponse:
-        probabilities, record = self.infer(request.inputs)
-        # model_construct: the array goes to orjson as is, not as 10,000 Python floats.
-        return PredictResponse.model_construct(
-            predictions=probabilities,  # type: ignore[arg-type]
-            model_version=record.version,
-        )
+    def predict(self, inputs: Matrix) -> dict[str, Any]:
+        """PredictResponse's fields, the array as is (for orjson, not 10,000 Python floats)."""
+        probabilities, record = self.infer(inputs)
+        return {"predictions": probabilities, "model_version": record.version}
 
     def record(self, version: int | None = None) -> ModelRecord:
         """The serving record, or a kept version's; NotFound if absent or damaged."""

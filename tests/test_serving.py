@@ -28,14 +28,14 @@ def test_start_trains_the_default_once(server: ModelServer, tmp_path: Path) -> N
 
 
 def test_predict_gives_the_articles_figure(server: ModelServer) -> None:
-    answer = server.predict(PredictRequest.model_validate({"inputs": [[1, 0, 0]]}))
-    assert answer.model_version == 1
-    assert float(np.asarray(answer.predictions)[0]) == pytest.approx(0.99993704, abs=5e-9)
+    answer = server.predict(PredictRequest.model_validate({"inputs": [[1, 0, 0]]}).inputs)
+    assert answer["model_version"] == 1
+    assert float(answer["predictions"][0]) == pytest.approx(0.99993704, abs=5e-9)
 
 
 def test_rows_of_the_wrong_width_are_refused(server: ModelServer) -> None:
     with pytest.raises(errors.ValidationFailed, match="do not fit"):
-        server.predict(PredictRequest.model_validate({"inputs": [[1, 0]]}))
+        server.predict(PredictRequest.model_validate({"inputs": [[1, 0]]}).inputs)
 
 
 def test_retrain_limits(server: ModelServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -81,6 +82,11 @@ def wsgi_body(environ: WSGIEnvironment, max_body: int) -> bytes:
     For the lanes outside Flask (http/lane.py, oip/lane.py): ClientDisconnected (400) if the
     body ends before its Content-Length, RequestEntityTooLarge past ``max_body``.
     """
+    stream, declared = environ["wsgi.input"], environ.get("CONTENT_LENGTH", "")
+    if type(stream) is io.BytesIO and declared.isdigit() and int(declared) <= max_body:
+        # A body the server already holds whole (the loop worker's inline requests): what
+        # werkzeug's wrapper would read, without it (a fifth of the lane's time for one row).
+        return stream.read()
     return get_input_stream(environ, max_content_length=max_body).read()
 
 
@@ -90,15 +96,29 @@ def parse_body(model: type[Model], body: bytes, context: dict[str, Any] | None =
         fast = from_array_body(model, body, (context or {}).get("max_rows"))
         if fast is not None:
             return fast
+    return parse_general(model, body, context)
+
+
+def parse_general(model: type[Model], body: bytes, context: dict[str, Any] | None = None) -> Model:
+    """``body`` through jsonbody and pydantic: what any body may hold, and every error."""
     decoded = jsonbody.decode(body)
     return _validate(model, decoded.payload, decoded.numbers_only, context)
 
 
 def from_array_body(model: type[RequestT], body: bytes, max_rows: int | None) -> RequestT | None:
-    """``model`` read from a numbers-only body, as model_validate would build it; else None.
+    """``model`` read from a numbers-only body, as model_validate would build it; else None."""
+    arrays = array_fields(model, body, max_rows)
+    return None if arrays is None else cast(RequestT, model.model_construct(None, **arrays))
 
-    None means "read it the general way", which also answers every error: this takes only
-    what the schemas' validators accept (rows within max_rows, targets in [0, 1], one per row).
+
+def array_fields(
+    model: type[schemas.Request], body: bytes, max_rows: int | None
+) -> dict[str, Any] | None:
+    """The fields of ``model`` from a numbers-only body, as model_validate makes them; else None.
+
+    None means "read it the general way" (parse_general), which also answers every error: this
+    takes only what the schemas' validators accept (rows within max_rows, targets in [0, 1],
+    one per row).
     """
     fields = schemas.ARRAY_FIELDS.get(model)
     arrays = None if fields is None else arraybody.read(body, fields)
@@ -112,7 +132,7 @@ def from_array_body(model: type[RequestT], body: bytes, max_rows: int | None) ->
         if len(targets) != len(inputs) or ((targets < 0) | (targets > 1)).any():
             return None
         arrays["targets"] = targets.reshape(-1, 1)
-    return cast(RequestT, model.model_construct(None, **cast(dict[str, Any], arrays)))
+    return cast(dict[str, Any], arrays)
 
 
 def read_json(optional: bool = False, assume_json: bool = False) -> Any:
