@@ -127,7 +127,7 @@ DECLINED = {
     "bare minus": b'{"inputs": [[-, 0, 0]]}',
     "1e999": b'{"inputs": [[1e999, 0, 0]]}',
     "-1e400": b'{"inputs": [[-1e400, 0, 0]]}',
-    "integer past a double": b'{"inputs": [[1' + b"0" * 400 + b', 0, 0]]}',
+    "integer past a double": b'{"inputs": [[1' + b"0" * 400 + b", 0, 0]]}",
     "duplicate key": b'{"inputs": [[1, 0, 0]], "inputs": [[0, 0, 1]]}',
     "extra key": b'{"inputs": [[1, 0, 0]], "extra": 1}',
     "extra key, numbers only": b'{"inputs": [[1, 0, 0]], "x": [1]}',

@@ -16,6 +16,7 @@ from service.errors import CorruptModel, InsufficientStorage, NotFound, StorageU
 from service.model.hidden import HiddenLayer
 from service.model.neuron import Neuron, Scaling
 from service.store import ModelStore, Validation, canonical, data_digest, decode
+from service.store.directory import PinnedPointer
 
 from .factories import training_metadata
 
@@ -360,3 +361,31 @@ def test_the_largest_hidden_layer_the_limits_allow_makes_a_document_of_about_2_m
     saved = store.save(Neuron(np.ones((layer.units, 1)), None, 0.5, layer), metadata())
     size = store.path(saved.version).stat().st_size
     assert 1.5e6 < size < 2.5e6, size
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_pointer_follows_every_replacement_and_in_place_edit(tmp_path: Path) -> None:
+    """PinnedPointer answers from a stat(2) while the file is the one it read: a writer's
+    rename (even 300 back to back, where a freed inode number could come round again) and an
+    operator's in-place edit are both seen at once, and it holds one descriptor, not more."""
+    path = tmp_path / "CURRENT"
+    pointer = PinnedPointer(path)
+    assert pointer.read() is None  # absent
+    before = None
+    for number in range(1, 301):
+        temporary = tmp_path / f".tmp-{number}"
+        temporary.write_text(f"{number}\n")
+        os.replace(temporary, path)
+        assert pointer.read() == pointer.read() == number
+        if before is None:
+            before = _open_fds()
+    assert _open_fds() == before
+    path.write_text("12345\n")  # in place: same inode, another size
+    assert pointer.read() == 12345
+    path.write_text("x\n")
+    assert pointer.read() is None
+    path.unlink()
+    assert pointer.read() is None

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,55 @@ def _storage_error(exc: OSError) -> Exception:
     return StorageUnavailable(f"the model directory is not writable: {exc.strerror}")
 
 
+class PinnedPointer:
+    """The number in a pointer file, read again only when the file there changed.
+
+    Writers replace the file by rename. The file last read is held open, so its inode number
+    cannot be reused: a stat(2) that finds that inode, size and mtime finds the same number.
+    One syscall per request instead of open, read and close.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._held: tuple[tuple[int, ...], int | None, int] | None = None  # identity, number, fd
+        self._reading = threading.Lock()
+
+    def read(self) -> int | None:
+        try:
+            found = os.stat(self._path)
+        except OSError:  # absent or unreachable: callers keep what they hold
+            return None
+        held = self._held
+        if held is not None and held[0] == _identity(found):
+            return held[1]
+        return self._read_again()
+
+    def _read_again(self) -> int | None:
+        with self._reading:
+            try:
+                fd = os.open(self._path, os.O_RDONLY)
+            except OSError:
+                return None
+            try:
+                identity, text = _identity(os.fstat(fd)), os.read(fd, 32)
+            except OSError:
+                os.close(fd)
+                return None
+            number = int(text) if text.strip().isdigit() else None
+            old, self._held = self._held, (identity, number, fd)
+            if old is not None:
+                os.close(old[2])
+            return number
+
+    def __del__(self) -> None:
+        if self._held is not None:
+            os.close(self._held[2])
+
+
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
 class ModelStore(Store):
     """Model versions as model-00000001.json ... in one directory, plus a CURRENT pointer.
 
@@ -57,6 +107,7 @@ class ModelStore(Store):
         self.keep = keep
         self._on_corrupt = on_corrupt
         self._pointer = self.directory / POINTER
+        self._current = PinnedPointer(self._pointer)
 
     def path(self, version: int) -> Path:
         return self.directory / f"model-{version:08d}.json"
@@ -74,15 +125,7 @@ class ModelStore(Store):
 
     def pointer(self) -> int | None:
         """The version CURRENT names; cheap enough to call on every request."""
-        try:
-            fd = os.open(self._pointer, os.O_RDONLY)
-        except OSError:  # absent or unreachable: callers keep what they hold
-            return None
-        try:
-            text = os.read(fd, 32)
-        finally:
-            os.close(fd)
-        return int(text) if text.strip().isdigit() else None
+        return self._current.read()
 
     def read(self, version: int) -> ModelRecord:
         """One version, verified; NotFound if absent, CorruptModel if damaged."""
