@@ -46,10 +46,15 @@ class JsonFormatter(logging.Formatter):
 
     def line(self, logger: str, msg: str, fields: dict[str, Any]) -> bytes:
         """The line format() gives for an INFO record of ``msg`` with ``fields`` as its extra."""
-        line = self._head(time.time(), "INFO", logger, msg)
-        line["pid"] = os.getpid() if logging.logProcesses else None
-        line.update(fields)
-        return orjson.dumps(line, default=str) + b"\n"
+        line = {
+            "ts": self._timestamp(time.time()),
+            "level": "info",
+            "logger": logger,
+            "msg": msg,
+            "pid": os.getpid() if logging.logProcesses else None,
+            **fields,
+        }
+        return orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class _NoLock:

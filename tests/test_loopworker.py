@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from service.server import exchange
 from service.server.body import HIGH_WATER, LOW_WATER, StreamBody
 from service.server.exchange import answer, base_environ, environ_for
 from service.server.h1 import HttpConnection
@@ -79,6 +80,14 @@ def test_headers_become_http_keys_and_repeated_ones_are_joined() -> None:
     headers = [(b"Content-Type", b"text/csv"), (b"Accept", b"a"), (b"Accept", b"b")]
     environ = environ_for(base_environ(("h", 1), None), "POST", b"/", "1.1", headers)
     assert environ["CONTENT_TYPE"] == "text/csv" and environ["HTTP_ACCEPT"] == "a,b"
+
+
+def test_header_names_made_up_by_a_client_still_translate_and_do_not_grow_the_cache() -> None:
+    names = [f"X-Made-Up-{i}".encode() for i in range(2 * exchange._MAX_KEYS)]
+    for name in names * 2:
+        environ = environ_for(base_environ(("h", 1), None), "GET", b"/", "1.1", [(name, b"v")])
+        assert environ["HTTP_" + name.decode().upper().replace("-", "_")] == "v"
+    assert len(exchange._KEYS) <= exchange._MAX_KEYS
 
 
 def test_an_answer_is_framed_by_our_length_and_never_split_by_a_header() -> None:

@@ -64,12 +64,23 @@ def environ_for(
     environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
     environ["SERVER_PROTOCOL"] = f"HTTP/{version}"
     for name, value in headers:
-        key = name.decode("latin-1").upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
+        key = _KEYS.get(name) or _environ_key(name)
         text = value.decode("latin-1")
         environ[key] = f"{environ[key]},{text}" if key in environ else text
     return environ
+
+
+_KEYS: dict[bytes, str] = {}  # header name as sent -> its environ key; the first few hundred
+_MAX_KEYS = 512  # names a client makes up are translated each time once this is full
+
+
+def _environ_key(name: bytes) -> str:
+    key = name.decode("latin-1").upper().replace("-", "_")
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    if len(_KEYS) < _MAX_KEYS:
+        _KEYS[name] = key
+    return key
 
 
 def call_app(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, Headers, bytes]:
