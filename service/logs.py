@@ -116,9 +116,11 @@ class LineHandler(logging.Handler):
         except (AttributeError, OSError, ValueError):  # not backed by a file descriptor
             stream.write(line.decode())
             return
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, line)
+        if written < len(line):  # a pipe or a signal may take part of a line: write the rest
+            view = memoryview(line)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
 
 class InfoLines:
