@@ -29,7 +29,8 @@ def profile(config: Config, seconds: float, body_file: Path, workdir: Path, tag:
     _, err = spy.communicate(timeout=seconds + 30)
     if not raw.exists():
         return f"(py-spy failed: {err.decode(errors='replace').strip()[-300:]})"
-    return summarise(raw.read_text())
+    # --nonblocking reads a running process: a name caught mid-write may not be UTF-8
+    return summarise(raw.read_text(errors="replace"))
 
 
 _BODY_READERS = ("arraybody.py", "jsonbody.py", "service/schemas.py", "service/oip/")

@@ -6,9 +6,9 @@ the metrics and the access line together cost less. The lane takes only the shap
 a JSON client sends by default: POST /predict with a Content-Type of exactly
 ``application/json``, a Content-Length within the body limit, and neither Transfer-Encoding
 nor Content-Encoding (BodyEncoding, around the lane, has decoded a compressed body by then).
-It answers with the view's own functions: the body read by werkzeug's stream with its checks,
-api.predicted (arraybody, or jsonbody and pydantic; ModelServer.predict), json_bytes, and for
-every error the very response Flask's error handlers build. Every other request, including
+It answers with the view's own functions: the body read as werkzeug's stream reads it
+(web.wsgi_body), api.predicted (arraybody, or jsonbody and pydantic; ModelServer.predict),
+json_bytes, and for every error the very response Flask's error handlers build. Every other request, including
 every variant of those headers, goes to Flask unchanged.
 """
 
