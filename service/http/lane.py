@@ -8,8 +8,8 @@ a JSON client sends by default: POST /predict with a Content-Type of exactly
 nor Content-Encoding (BodyEncoding, around the lane, has decoded a compressed body by then).
 It answers with the view's own functions: the body read as werkzeug's stream reads it
 (web.wsgi_body), api.predicted (arraybody, or jsonbody and pydantic; ModelServer.predict),
-json_bytes, and for every error the very response Flask's error handlers build. Every other request, including
-every variant of those headers, goes to Flask unchanged.
+json_bytes, and for every error the very response Flask's error handlers build. Every other
+request, including every variant of those headers, goes to Flask unchanged.
 """
 
 from __future__ import annotations
