@@ -17,6 +17,7 @@ import uvloop
 
 from service.server import exchange
 from service.server.body import HIGH_WATER, LOW_WATER, StreamBody
+from service.server.deadline import Deadline
 from service.server.exchange import answer, base_environ, environ_for
 from service.server.h1 import HttpConnection
 from service.server.host import Lanes, Limits
@@ -176,3 +177,35 @@ def test_a_big_body_streams_to_the_app_through_pauses(counting_server: _Host, wr
             assert chunk, answer_bytes
             answer_bytes += chunk
     assert answer_bytes.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_deadline_fires_once_at_the_time_last_armed_for_and_never_when_disarmed() -> None:
+    loop = uvloop.new_event_loop()
+    fired: list[float] = []
+    deadline = Deadline(loop, lambda: fired.append(loop.time()))
+
+    async def scenario() -> None:
+        start = loop.time()
+        deadline.arm(0.2)
+        for _ in range(10):  # a request every 20 ms keeps pushing it back
+            await asyncio.sleep(0.02)
+            deadline.arm(0.2)
+        last = loop.time()
+        await asyncio.sleep(0.4)
+        assert len(fired) == 1 and fired[0] >= last + 0.2 - 0.005 > start + 0.3, fired
+        deadline.arm(10)
+        deadline.arm(0.02)  # sooner than the pending timer: it is replaced
+        await asyncio.sleep(0.1)
+        assert len(fired) == 2, fired
+        deadline.arm(0.02)
+        deadline.disarm()
+        await asyncio.sleep(0.06)
+        deadline.arm(0.02)
+        deadline.cancel()
+        await asyncio.sleep(0.06)
+        assert len(fired) == 2, fired
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

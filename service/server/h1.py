@@ -28,6 +28,7 @@ from ..errors import (
     UriTooLong,
 )
 from .body import StreamBody
+from .deadline import Deadline
 from .exchange import answer, base_environ, call_app, environ_for, failure, refusal
 from .host import Host
 
@@ -85,9 +86,7 @@ class HttpConnection(asyncio.Protocol):
         self._last_word: bytes | None = None  # written after the queued answers, before closing
         self._header_count = 0
         self._paused: set[str] = set()
-        self._timer: asyncio.TimerHandle | None = None  # scheduled for _timer_at
-        self._timer_at = 0.0
-        self._due: float | None = None  # when _expired is due, if it is
+        self._deadline = Deadline(host.loop, self._expired)  # head, keep-alive, linger
         self._linger_until = 0.0  # set once our side is closed and the client's is drained
         self._client_done = False  # the client closed its side: nothing more to drain
 
@@ -99,12 +98,11 @@ class HttpConnection(asyncio.Protocol):
             transport.get_extra_info("sockname"), transport.get_extra_info("peername")
         )
         self._host.opened(self)
-        self._arm(self._host.limits.keepalive_seconds)
+        self._deadline.arm(self._host.limits.keepalive_seconds)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing, self._reading = True, False
-        self._disarm()
-        self._cancel_timer()  # a pending timer would hold this connection until it fired
+        self._deadline.cancel()
         for request in self._queue:
             if request.stream is not None:
                 request.stream.fail(ConnectionResetError("the client closed the connection"))
@@ -127,7 +125,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self._reading:
             if self._linger_until:
-                self._arm(min(LINGER_SECONDS, self._linger_until - self._host.loop.time()))
+                self._deadline.arm(min(LINGER_SECONDS, self._linger_until - self._host.loop.time()))
             return
         counting = self._in_head or self._receiving is None
         if counting:
@@ -153,7 +151,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._in_head, self._header_count = b"", [], True, 0
-        self._arm(self._host.limits.head_seconds)
+        self._deadline.arm(self._host.limits.head_seconds)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -178,7 +176,8 @@ class HttpConnection(asyncio.Protocol):
         request = self._request()
         if not request.inline:
             request.stream = StreamBody(self._threadsafe_pause, self._continue_owed(request))
-            self._disarm()  # the stream times out a stalled body; the app may not even read it
+            # the stream times out a stalled body; the app may not even read it
+            self._deadline.disarm()
         self._receiving = request
         self._queue.append(request)
         if request.inline and request.expects_continue and self._is_next(request):
@@ -199,7 +198,7 @@ class HttpConnection(asyncio.Protocol):
         if request.stream is not None:
             request.stream.end()
         self._receiving = None
-        self._disarm()
+        self._deadline.disarm()
         if not self._is_next(request):
             self._pause("pipelined", True)  # one waits its turn: read on once it is answered
 
@@ -259,7 +258,7 @@ class HttpConnection(asyncio.Protocol):
             self._pause("pipelined", False)
             if self._receiving is None and not self._in_head:
                 idle = self._host.limits.keepalive_seconds
-                self._arm(idle if self._host.serving else SHUTDOWN_GRACE_SECONDS)
+                self._deadline.arm(idle if self._host.serving else SHUTDOWN_GRACE_SECONDS)
 
     def _run(self, request: _Request) -> tuple[bytes, bool]:
         """The app's answer to ``request`` and whether the connection stays open after it."""
@@ -333,7 +332,7 @@ class HttpConnection(asyncio.Protocol):
             return
         transport.write_eof()
         self._linger_until = self._host.loop.time() + LINGER_LIMIT_SECONDS
-        self._arm(LINGER_SECONDS)
+        self._deadline.arm(LINGER_SECONDS)
         self._paused.clear()
         transport.resume_reading()
 
@@ -341,7 +340,7 @@ class HttpConnection(asyncio.Protocol):
         """The worker stops: a connection with nothing in flight closes soon (a request on
         its way may still arrive and be answered, with Connection: close)."""
         if not self._queue and not self._busy and not self._in_head:
-            self._arm(SHUTDOWN_GRACE_SECONDS)
+            self._deadline.arm(SHUTDOWN_GRACE_SECONDS)
 
     # -- flow and time ------------------------------------------------------------------------
 
@@ -369,34 +368,6 @@ class HttpConnection(asyncio.Protocol):
             self._paused.discard(reason)
         if before != bool(self._paused):
             (transport.pause_reading if self._paused else transport.resume_reading)()
-
-    def _arm(self, seconds: float) -> None:
-        """_expired in ``seconds``, instead of whatever was armed before."""
-        # A request arms and disarms three times; a timer is scheduled only when the one
-        # pending would fire too late. One firing early re-arms itself (_due).
-        loop = self._host.loop
-        self._due = due = loop.time() + seconds
-        if self._timer is None or self._timer_at > due:
-            self._cancel_timer()
-            self._timer, self._timer_at = loop.call_at(due, self._fire), due
-
-    def _disarm(self) -> None:
-        self._due = None  # a pending timer finds nothing due and lapses
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self) -> None:
-        self._timer, due = None, self._due
-        if due is None:
-            return
-        if due > self._host.loop.time():  # armed again since this timer was scheduled
-            self._timer, self._timer_at = self._host.loop.call_at(due, self._fire), due
-            return
-        self._due = None
-        self._expired()
 
     def _expired(self) -> None:
         """Idle past keep-alive, or a head (or small body) that did not arrive in time."""
