@@ -202,6 +202,23 @@ def test_request_id_is_echoed_and_logged(server: Gunicorn) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
 
 
+def test_generated_request_ids_differ_across_workers(server: Gunicorn) -> None:
+    """Ids come from the random module, which each forked worker must reseed: were it not,
+    both workers would draw the same ids in the same order. A kept-alive connection holds one
+    worker, so the fair accept gives the new ones to the other."""
+    ids: dict[str, int] = {}
+    with requests.Session() as kept:
+        for i in range(40):
+            url = f"{server.url}/predict"
+            answer = (kept if i % 2 else requests).post(
+                url, json={"inputs": [[1, 0, 0]]}, timeout=10
+            )
+            ids[answer.headers["X-Request-ID"]] = i
+    pids = {line["pid"] for line in server.log_lines() if line.get("request_id") in ids}
+    assert len(pids) == 2, "both workers should have answered"
+    assert len(ids) == 40, "a request id was drawn twice"
+
+
 def test_the_token_is_never_logged(server: Gunicorn) -> None:
     server.post("/admin/retrain", headers=AUTH)
     server.post("/admin/retrain", headers={"Authorization": "Bearer wrong-token-0123456789"})
