@@ -52,17 +52,25 @@ class GunicornSetup:
 
     @property
     def cls(self) -> str:
-        """loop, gthread or sync, by the family of the configured worker class."""
-        name = self.settings.get("worker_class", "?").split(".")[-1].lower()
-        if "loop" in name:
-            return "loop"
-        return "gthread" if "thread" in name else ("sync" if "sync" in name else name)
+        return family(self.settings.get("worker_class", "?"))
 
     @property
     def other(self) -> str:
-        """The worker class the `-<other>` configurations compare with: the loop worker's is
-        the service's own threaded one (NEURON_HTTP_WORKER=threads), gthread's is sync."""
-        return {"loop": "threads", "gthread": "sync"}.get(self.cls, "gthread")
+        return other_family(self.cls)
+
+
+def family(worker_class: str) -> str:
+    """loop, gthread or sync, by the name of a gunicorn worker class."""
+    name = worker_class.split(".")[-1].lower()
+    if "loop" in name:
+        return "loop"
+    return "gthread" if "thread" in name else ("sync" if "sync" in name else name)
+
+
+def other_family(cls: str) -> str:
+    """The worker class the `-<other>` configurations compare with: the loop worker's is the
+    service's own threaded one (NEURON_HTTP_WORKER=threads), gthread's is sync."""
+    return {"loop": "threads", "gthread": "sync"}.get(cls, "gthread")
 
 
 def gunicorn_setup() -> GunicornSetup:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench import grpcbench, retrain_load, training
 from bench.chart import chart
-from bench.configs import PEER
+from bench.configs import PEER, family, other_family
 from bench.targets import Spread, Target, context, fastapi_peer, per_rep, targets
 
 CONFIG_NAMES = {
@@ -24,8 +24,8 @@ CONFIG_NAMES = {
 def _classes(data: dict[str, Any]) -> tuple[str, str]:
     """The service's worker class family and the one the `-<other>` rows use."""
     g = data["gunicorn"]
-    cls = g.get("family") or ("gthread" if "thread" in str(g["worker_class"]).lower() else "sync")
-    return cls, g.get("other") or {"loop": "threads", "gthread": "sync"}.get(cls, "gthread")
+    cls = g.get("family") or family(str(g["worker_class"]))
+    return cls, g.get("other") or other_family(cls)
 
 
 def header(data: dict[str, Any]) -> list[str]:
